@@ -1,0 +1,91 @@
+"""Where fercurate keeps things, and how FiftyOne is pointed there.
+
+Everything fercurate writes lives under one folder, ``FERCURATE_HOME`` (default
+``~/.local/share/fercurate``):
+
+    db/        the bundled MongoDB's files (unless FIFTYONE_DATABASE_URI names a server)
+    cache/     PNGs decoded from fer2013.csv, one folder per csv content hash
+    media/     derived images (aligned face crops), one folder per dataset
+    reports/   ingest reports, charts
+    data/      default place to look for source data (``FERCURATE_DATA``)
+
+FiftyOne reads its configuration from the environment when it is imported, and the App
+server runs in a child process that inherits the environment, so the settings are
+applied as environment defaults before fiftyone is first imported (see
+``fercurate/__init__.py``). A value the user exported already always wins.
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+from pathlib import Path
+
+DEFAULT_HOME = Path.home() / ".local" / "share" / "fercurate"
+DEFAULT_APP_PORT = 5151
+
+
+def home() -> Path:
+    """The fercurate data folder (``$FERCURATE_HOME``)."""
+    return Path(os.environ.get("FERCURATE_HOME", DEFAULT_HOME)).expanduser().resolve()
+
+
+def data_root() -> Path:
+    """Where ``fercurate launch NAME`` looks for ``NAME/`` when no --source is given."""
+    env = os.environ.get("FERCURATE_DATA")
+    return Path(env).expanduser().resolve() if env else home() / "data"
+
+
+def cache_dir() -> Path:
+    return home() / "cache"
+
+
+def media_dir(dataset_name: str) -> Path:
+    return home() / "media" / dataset_name
+
+
+def reports_dir(dataset_name: str) -> Path:
+    return home() / "reports" / dataset_name
+
+
+def database_dir() -> Path:
+    return home() / "db"
+
+
+def curator() -> str:
+    """Who is deciding: ``$FERCURATE_CURATOR``, else the OS user."""
+    name = os.environ.get("FERCURATE_CURATOR")
+    if name:
+        return name
+    try:
+        return getpass.getuser()
+    except Exception:  # no passwd entry (some containers)
+        return "unknown"
+
+
+def fiftyone_env() -> dict[str, str]:
+    """Environment defaults that make FiftyOne keep its database in ``home()/db``.
+
+    FIFTYONE_DATABASE_URI, when set, points at an external MongoDB instead and the
+    bundled mongod is not started.
+    """
+    env = {
+        "FIFTYONE_DO_NOT_TRACK": "true",
+        # the bundled mongod 6.0 is older than FiftyOne's preferred minimum; it works.
+        "FIFTYONE_DATABASE_VALIDATION": "false",
+    }
+    if not os.environ.get("FIFTYONE_DATABASE_URI"):
+        env["FIFTYONE_DATABASE_DIR"] = str(database_dir())
+    return env
+
+
+def apply_fiftyone_env() -> None:
+    """Set :func:`fiftyone_env` as environment defaults (existing values win)."""
+    for key, value in fiftyone_env().items():
+        os.environ.setdefault(key, value)
+
+
+def plugins_dir() -> Path | None:
+    """The folder holding fercurate's FiftyOne plugin (``plugins/`` of this checkout)."""
+    candidate = Path(__file__).resolve().parent.parent / "plugins"
+    return candidate if candidate.is_dir() else None

@@ -1,0 +1,55 @@
+"""The one place that names every dataset field, class list, split and tag.
+
+Nothing else in fercurate spells a field name as a string: the signals, the fixes, the
+plugin and the manifest all read these constants, so a rename happens here only.
+"""
+
+from __future__ import annotations
+
+# --- classes -------------------------------------------------------------------------
+#: FER2013's seven emotions in the order of ``fer2013.csv``'s ``emotion`` column (0-6).
+FER2013_CSV_CLASSES: tuple[str, ...] = (
+    "angry", "disgust", "fear", "happy", "sad", "surprise", "neutral",
+)
+#: Canonical (alphabetical) class order used by fercurate datasets of the 7 basic
+#: emotions; it is the folder order of the Kaggle release, so class indices agree with
+#: torchvision's ImageFolder on the same data.
+EMOTIONS: tuple[str, ...] = tuple(sorted(FER2013_CSV_CLASSES))
+
+# --- splits --------------------------------------------------------------------------
+TRAIN, VAL, TEST = "train", "val", "test"
+SPLITS: tuple[str, ...] = (TRAIN, VAL, TEST)
+#: FER2013's ``Usage`` values and the split each one is.
+FER2013_USAGE_TO_SPLIT = {"Training": TRAIN, "PublicTest": VAL, "PrivateTest": TEST}
+
+# --- sample fields -------------------------------------------------------------------
+GROUND_TRUTH = "ground_truth"      # fo.Classification: the label as the source gave it
+SPLIT = "split"                    # one of SPLITS (also set as a sample tag)
+SOURCE = "source"                  # source layout name, e.g. "fer2013_folder"
+SOURCE_KEY = "source_key"          # stable id inside the source (relative path, csv row)
+FILE_HASH = "file_hash"            # sha1 of the image file's bytes
+USAGE = "usage"                    # FER2013 Usage: Training / PublicTest / PrivateTest
+CSV_ROW = "csv_row"                # 0-based data row of fer2013.csv
+KDEF_SESSION = "kdef_session"      # A / B
+KDEF_SEX = "kdef_sex"              # F / M
+KDEF_ACTOR = "kdef_actor"          # e.g. "F01"
+KDEF_ANGLE = "kdef_angle"          # FL, HL, S, HR, FR
+
+#: Source metadata fields a reader may fill, with their FiftyOne field types.
+SOURCE_FIELDS: dict[str, type] = {
+    USAGE: str,
+    CSV_ROW: int,
+    KDEF_SESSION: str,
+    KDEF_SEX: str,
+    KDEF_ACTOR: str,
+    KDEF_ANGLE: str,
+}
+
+# --- dataset-level info keys ---------------------------------------------------------
+INFO_CLASSES = "classes"
+INFO_SOURCE = "source"            # {"layout":..., "path":..., "ingested_at":...}
+INFO_SIGNALS = "signals"          # {signal name: {"computed_at", "params", "summary"}}
+INFO_INGEST_REPORT = "last_ingest"
+
+#: Datasets fercurate creates are tagged so ``fercurate status`` lists only its own.
+DATASET_TAG = "fercurate"
