@@ -25,6 +25,8 @@ EPILOG = textwrap.dedent("""\
     typical session:
       fercurate launch fer2013 --source ~/data/fer2013   ingest, score, open the App
       fercurate status fer2013                           counts and computed signals
+      fercurate compute fer2013 duplicates --recompute   re-run one signal
+      fercurate report fer2013                           flagged counts and top examples
 
     where things live:
       FERCURATE_HOME   data folder: database, caches, crops, reports (default ~/.local/share/fercurate)
@@ -69,6 +71,27 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--layout", help=layouts_help)
     s.add_argument("--update", action="store_true", help="apply changes found in the source")
     s.set_defaults(func=cmd_ingest)
+
+    s = sub.add_parser("compute", help="compute chosen curation signals (skipped when up to date)",
+                       description="Run the named signals (and the signals they need) on dataset NAME. A signal "
+                                   "whose inputs and parameters are unchanged since its last complete run is "
+                                   "skipped; --recompute forces it. An interrupted run keeps finished chunks: "
+                                   "run the same command again to continue.")
+    s.add_argument("name", help="dataset name")
+    s.add_argument("signals", nargs="*", metavar="SIGNAL", help="signals to run (default: all); see 'fercurate signals'")
+    s.add_argument("--recompute", action="store_true", help="recompute even when up to date")
+    s.set_defaults(func=cmd_compute)
+
+    s = sub.add_parser("signals", help="list the available curation signals")
+    s.set_defaults(func=cmd_signals)
+
+    s = sub.add_parser("report", help="per signal: how many images are flagged, and the top examples",
+                       description="Print, for each computed signal, the number of flagged images and the most "
+                                   "suspect examples (id, label, score, file).")
+    s.add_argument("name", help="dataset name")
+    s.add_argument("--top", type=int, default=5, help="examples per signal (default %(default)s)")
+    s.add_argument("--json", action="store_true", help="print JSON")
+    s.set_defaults(func=cmd_report)
 
     s = sub.add_parser("status", help="counts per split and class, and which signals are computed",
                        description="Without NAME, list fercurate's datasets.")
@@ -147,8 +170,7 @@ def cmd_launch(args: argparse.Namespace) -> int:
     if not args.no_app and not app.port_is_free(args.port):
         raise FercurateError(f"port {args.port} is in use (another App?); pass --port N with a free port")
     ds = _ingest(path, name, args.layout, args.update)
-    ran = run_signals(ds)
-    print(f"signals computed: {', '.join(ran) if ran else 'none available in this version'}")
+    run_signals(ds, keep_going=True)
     if args.no_app:
         print(f"open it later with: fercurate launch {args.name}" + (f" --source {args.source}" if args.source else ""))
         return 0
@@ -157,6 +179,53 @@ def cmd_launch(args: argparse.Namespace) -> int:
     app.serve_until_stopped(session)
     print("App stopped.")
     return 0
+
+
+def cmd_compute(args: argparse.Namespace) -> int:
+    from fercurate import dataset
+    from fercurate.signals import run_signals
+    run_signals(dataset.load(args.name), args.signals or None, recompute=args.recompute)
+    return 0
+
+
+def cmd_signals(args: argparse.Namespace) -> int:
+    from fercurate.signals import SIGNALS, resolve
+    resolve(None)
+    for name, cls in SIGNALS.items():
+        doc = (cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else ""
+        needs = f" (needs {', '.join(cls.requires)})" if cls.requires else ""
+        print(f"{name:<14} {doc}{needs}")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from fercurate import dataset
+    from fercurate.signals import computed
+    ds = dataset.load(args.name)
+    sig = computed(ds)
+    if args.json:
+        print(json.dumps({"dataset": ds.name, "samples": len(ds),
+                          "signals": {n: s.get("summary", {}) for n, s in sig.items()}}, indent=2, default=str))
+        return 0
+    if not sig:
+        print(f"no signals computed for '{ds.name}' yet; run 'fercurate compute {ds.name}'")
+        return 0
+    for name, rec in sig.items():
+        summary = rec.get("summary", {})
+        print(f"{name}: {summary_line(summary)}  (computed {rec.get('computed_at')}, {rec.get('seconds')} s)")
+        for ex in summary.get("top", [])[: args.top]:
+            score = ex.get("score")
+            score = f"{score:.3f}" if isinstance(score, (int, float)) else score
+            print(f"    {score}  {ex.get('label', ''):<9} {ex.get('filepath', '')}")
+    return 0
+
+
+def summary_line(summary: dict) -> str:
+    """'flagged F of N' plus the signal's own counts, on one line."""
+    head = f"flagged {summary.get('flagged', '?')} of {summary.get('total', '?')}"
+    extras = [f"{k}={v}" for k, v in summary.items()
+              if k not in {"flagged", "total", "top"} and isinstance(v, (int, float, str)) and len(str(v)) < 40]
+    return head + (f"; {', '.join(extras)}" if extras else "")
 
 
 def cmd_ingest(args: argparse.Namespace) -> int:
@@ -202,9 +271,9 @@ def cmd_status(args: argparse.Namespace) -> int:
     sig = info["signals"]
     if sig:
         for sname, s in sig.items():
-            print(f"signal {sname}: computed {s.get('computed_at', '?')}  {s.get('summary', '')}")
+            print(f"signal {sname:<13} computed {s.get('computed_at', '?')}: {summary_line(s.get('summary', {}))}")
     else:
-        print("signals: none computed yet")
+        print(f"signals: none computed yet (run 'fercurate compute {ds.name}')")
     return 0
 
 

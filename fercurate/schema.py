@@ -53,3 +53,50 @@ INFO_INGEST_REPORT = "last_ingest"
 
 #: Datasets fercurate creates are tagged so ``fercurate status`` lists only its own.
 DATASET_TAG = "fercurate"
+
+# --- curation signals ----------------------------------------------------------------
+# Contract (after cleanlab's issue managers): each signal writes a per-sample score in
+# [0, 1] where LOWER means MORE LIKELY a problem, a boolean flag, and a dataset-level
+# summary (in dataset.info[INFO_SIGNALS][name]) with the parameters it ran with.
+
+# quality: blank / dark / bright / blurry / low contrast
+QUALITY_SCORE = "quality_score"            # min of the sub-scores below
+IS_LOW_QUALITY = "is_low_quality"
+QUALITY_ISSUES = "quality_issues"          # list of the names below that are flagged
+QUALITY_SUBSCORES = {                      # issue name -> score field
+    "blank": "blank_score",
+    "dark": "dark_score",
+    "bright": "bright_score",
+    "blurry": "blurry_score",
+    "low_contrast": "low_contrast_score",
+}
+
+# faces: MediaPipe face detection + FaceMesh landmarks + eye-aligned crop
+FACE_SCORE = "face_score"                  # detector confidence (0 = no face found)
+IS_NON_FACE = "is_non_face"
+FACE_DETECTION = "face_detection"          # fo.Detection (relative box) or None
+FACE_LANDMARKS = "face_landmarks"          # fo.Keypoints (468 FaceMesh points, relative)
+ALIGNMENT = "alignment"                    # "aligned" | "no_face" | "no_landmarks"
+ALIGNED_FILEPATH = "aligned_filepath"      # media field: the aligned crop (None if not aligned)
+
+# duplicates: exact (pixel-identical) and near (re-encoded, re-cropped, shifted)
+DUP_GROUP = "dup_group"                    # group id shared by all members, None if unique
+DUP_KIND = "dup_kind"                      # "exact" | "near" | None
+DUP_KEEPER = "dup_keeper"                  # True for the one member proposed to keep
+IS_DUPLICATE = "is_duplicate"              # member proposed for removal (not the keeper)
+DUP_SCORE = "dup_score"                    # 1 - similarity to the closest other image
+DUP_LABEL_CONFLICT = "dup_label_conflict"  # the group's members carry different labels
+DUP_CROSS_SPLIT = "dup_cross_split"        # the group spans splits (train/test leakage)
+
+# label issues: cleanlab on out-of-fold predicted probabilities
+LABEL_QUALITY = "label_quality"
+IS_LABEL_ISSUE = "is_label_issue"
+SUGGESTED_LABEL = "suggested_label"        # fo.Classification(label, confidence)
+OOF_PROBS = "oof_probs"                    # list[float] in dataset.info[INFO_CLASSES] order
+
+# embeddings + map
+EMBEDDING = "embedding"                    # list[float] / vector
+UMAP_BRAIN_KEY = "fercurate_umap"          # fiftyone.brain visualization key
+
+# class balance: dataset-level only
+INFO_BALANCE = "balance"

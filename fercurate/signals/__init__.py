@@ -1,27 +1,107 @@
 """Curation signals: each scores every sample and records what it ran with.
 
-A signal is registered here under its name; ``fercurate launch`` runs every registered
-signal and ``fercurate status`` reports the ones recorded in ``dataset.info["signals"]``.
+Signals register in :data:`SIGNALS` (in the order they run). ``fercurate launch`` runs
+all of them, ``fercurate compute NAME...`` the chosen ones (plus what they require);
+a signal whose inputs and parameters are unchanged since its last complete run is
+skipped unless ``recompute`` is set. See :mod:`fercurate.signals.base` for the contract.
 """
 
 from __future__ import annotations
 
-from typing import Callable
+import shutil
+import time
 
 import fiftyone as fo
 
 from fercurate import schema
+from fercurate.dataset import now_iso
+from fercurate.errors import FercurateError
+from fercurate.signals.base import SampleTable, Signal, clear_other_work, work_dir_for
 
-#: name -> function(dataset, recompute) that computes the signal's fields.
-SIGNALS: dict[str, Callable[[fo.Dataset, bool], None]] = {}
+#: name -> Signal class, in run order (a signal's requirements come before it).
+SIGNALS: dict[str, type[Signal]] = {}
 
 
-def run_signals(ds: fo.Dataset, names: list[str] | None = None, recompute: bool = False) -> list[str]:
-    """Run the named signals (default: all registered) in registration order."""
-    chosen = list(SIGNALS) if names is None else names
-    for name in chosen:
-        SIGNALS[name](ds, recompute)
-    return chosen
+def register(cls: type[Signal]) -> type[Signal]:
+    SIGNALS[cls.name] = cls
+    return cls
+
+
+def _load_builtin() -> None:
+    """Import the signal modules so they register (kept lazy: they import torch etc.)."""
+    from fercurate.signals import builtin  # noqa: F401
+
+
+def resolve(names: list[str] | None) -> list[str]:
+    """The requested signals plus everything they require, in run order."""
+    _load_builtin()
+    if names is None:
+        return list(SIGNALS)
+    unknown = [n for n in names if n not in SIGNALS]
+    if unknown:
+        raise FercurateError(f"unknown signal(s) {', '.join(unknown)}; choose from {', '.join(SIGNALS)}")
+    wanted: set[str] = set()
+
+    def add(n: str) -> None:
+        if n not in wanted:
+            wanted.add(n)
+            for r in SIGNALS[n].requires:
+                add(r)
+    for n in names:
+        add(n)
+    return [n for n in SIGNALS if n in wanted]
+
+
+def run_signals(ds: fo.Dataset, names: list[str] | None = None, recompute: bool = False,
+                log=print, keep_going: bool = False) -> list[str]:
+    """Run the named signals (default: all); returns the names that actually computed.
+
+    With ``keep_going`` (as ``fercurate launch`` does), a signal that cannot run on this
+    dataset (a FercurateError, e.g. too few images per class for cross-validation) is
+    reported and skipped, along with the signals that need it, and the rest still run.
+    """
+    order = resolve(names)
+    table = SampleTable.load(ds)
+    fingerprints: dict[str, str] = {}
+    ran: list[str] = []
+    failed: set[str] = set()
+    for name in order:
+        signal = SIGNALS[name]()
+        if failed & set(signal.requires):
+            log(f"{name}: skipped, it needs {', '.join(sorted(failed & set(signal.requires)))}")
+            failed.add(name)
+            continue
+        fp = signal.fingerprint(table, fingerprints)
+        fingerprints[name] = fp
+        record = computed(ds).get(name, {})
+        if not recompute and record.get("fingerprint") == fp:
+            log(f"{name}: up to date (computed {record.get('computed_at')})")
+            continue
+        work = work_dir_for(ds, name, fp)
+        if recompute and work.exists():
+            shutil.rmtree(work)
+        work.mkdir(parents=True, exist_ok=True)
+        clear_other_work(ds, name, work)
+        log(f"{name}: computing on {len(table)} samples ...")
+        t0 = time.perf_counter()
+        try:
+            summary = signal.compute(ds, table, work)
+        except FercurateError as e:
+            if not keep_going:
+                raise
+            log(f"{name}: skipped: {e}")
+            failed.add(name)
+            continue
+        seconds = round(time.perf_counter() - t0, 1)
+        ds.reload()
+        signals = dict(ds.info.get(schema.INFO_SIGNALS, {}))
+        signals[name] = {"fingerprint": fp, "params": signal.params_dict(), "computed_at": now_iso(),
+                         "seconds": seconds, "summary": summary}
+        ds.info[schema.INFO_SIGNALS] = signals
+        ds.save()
+        log(f"{name}: done in {seconds} s")
+        ran.append(name)
+    return ran
 
 
 def computed(ds: fo.Dataset) -> dict[str, dict]:

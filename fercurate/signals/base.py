@@ -1,0 +1,155 @@
+"""The machinery every signal shares: skip-if-unchanged, resumable work, bookkeeping.
+
+A signal is a :class:`Signal` subclass with a ``name``, a ``params`` dataclass and a
+``compute`` method. The runner (:func:`fercurate.signals.run_signals`) calls ``compute``
+only when the signal's *fingerprint* (its parameters, the samples' ids and file hashes,
+their labels if the signal reads them, and the fingerprints of the signals it depends
+on) differs from the one recorded at its last complete run, or when ``recompute`` is set.
+
+Resumability: long work is split into chunks (or folds) saved under ``work_dir`` with
+:class:`ChunkStore`; an interrupted run leaves finished chunks on disk and the next run
+with the same fingerprint picks them up. Results reach the dataset in one write at the
+end, so a half-finished signal never shows half its fields.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+import numpy as np
+import fiftyone as fo
+
+from fercurate import config, schema
+
+
+@dataclass
+class SampleTable:
+    """The columns a signal reads, pulled once from the dataset in a fixed order."""
+
+    ids: list[str]
+    filepaths: list[str]
+    labels: list[str]
+    splits: list[str]
+    file_hashes: list[str]
+    classes: list[str]
+
+    @classmethod
+    def load(cls, ds: fo.Dataset) -> "SampleTable":
+        ids, paths, labels, splits, hashes = ds.values(
+            ["id", "filepath", f"{schema.GROUND_TRUTH}.label", schema.SPLIT, schema.FILE_HASH])
+        classes = list(ds.info.get(schema.INFO_CLASSES) or ds.default_classes or sorted(set(labels)))
+        return cls(ids, paths, labels, splits, hashes, classes)
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def label_indices(self) -> np.ndarray:
+        index = {c: i for i, c in enumerate(self.classes)}
+        return np.array([index[lab] for lab in self.labels], dtype=np.int64)
+
+
+class Signal(ABC):
+    """One curation signal. Subclasses set ``name``, ``params`` and implement ``compute``."""
+
+    name: str = ""
+    #: signals whose results this one reads (they run first; their fingerprints feed ours)
+    requires: tuple[str, ...] = ()
+    #: whether the result depends on the labels (then a relabel makes it stale)
+    uses_labels: bool = False
+
+    def __init__(self, params: Any = None):
+        self.params = params if params is not None else self.default_params()
+
+    def default_params(self) -> Any:
+        return None
+
+    def params_dict(self) -> dict:
+        p = self.params
+        return dataclasses.asdict(p) if dataclasses.is_dataclass(p) else (p or {})
+
+    def fingerprint(self, table: SampleTable, upstream: dict[str, str]) -> str:
+        h = hashlib.sha256()
+        h.update(json.dumps({"signal": self.name, "params": self.params_dict(),
+                             "upstream": {k: upstream.get(k) for k in self.requires}},
+                            sort_keys=True, default=str).encode())
+        for i, fh in zip(table.ids, table.file_hashes):
+            h.update(f"{i}:{fh}\n".encode())
+        if self.uses_labels:
+            h.update(json.dumps([table.labels, table.classes]).encode())
+        return h.hexdigest()
+
+    @abstractmethod
+    def compute(self, ds: fo.Dataset, table: SampleTable, work_dir: Path) -> dict:
+        """Do the work, write this signal's fields to ``ds``, return a JSON-able summary.
+
+        The summary holds dataset-level numbers (how many flagged, per class/split...)
+        and is what ``fercurate status`` and ``fercurate report`` show.
+        """
+
+
+class ChunkStore:
+    """Numpy results of a long computation, saved one chunk at a time.
+
+    ``get(key, fn)`` returns the saved arrays for ``key`` or computes ``fn()`` (a dict of
+    arrays), saves it atomically, and returns it. A killed run keeps every saved chunk.
+    """
+
+    def __init__(self, root: Path):
+        self.root = Path(root)
+        self.root.mkdir(parents=True, exist_ok=True)
+
+    def path(self, key: str) -> Path:
+        return self.root / f"{key}.npz"
+
+    def has(self, key: str) -> bool:
+        return self.path(key).is_file()
+
+    def load(self, key: str) -> dict[str, np.ndarray]:
+        with np.load(self.path(key), allow_pickle=False) as z:
+            return {k: z[k] for k in z.files}
+
+    def save(self, key: str, arrays: dict[str, np.ndarray]) -> None:
+        fd, tmp = tempfile.mkstemp(dir=self.root, suffix=".tmp.npz")
+        os.close(fd)
+        np.savez(tmp, **arrays)
+        os.replace(tmp, self.path(key))
+
+    def get(self, key: str, fn: Callable[[], dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+        if self.has(key):
+            return self.load(key)
+        arrays = fn()
+        self.save(key, arrays)
+        return arrays
+
+
+def chunked(n: int, size: int) -> Iterable[tuple[int, slice]]:
+    """(chunk index, slice) pairs covering range(n)."""
+    for k, start in enumerate(range(0, n, size)):
+        yield k, slice(start, min(n, start + size))
+
+
+def work_dir_for(ds: fo.Dataset, signal_name: str, fingerprint: str) -> Path:
+    return config.home() / "work" / ds.name / signal_name / fingerprint[:16]
+
+
+def clear_other_work(ds: fo.Dataset, signal_name: str, keep: Path) -> None:
+    """Remove work folders of older fingerprints (stale partial results)."""
+    parent = keep.parent
+    if parent.is_dir():
+        for d in parent.iterdir():
+            if d != keep:
+                shutil.rmtree(d, ignore_errors=True)
+
+
+def set_field(ds: fo.Dataset, field: str, ids: list[str], values: list) -> None:
+    """Write one value per sample id (None allowed) in a single bulk update."""
+    ds.set_values(field, dict(zip(ids, values)), key_field="id")

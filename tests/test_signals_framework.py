@@ -1,0 +1,121 @@
+"""The signal runner: skip when unchanged, recompute on demand or on change, resume, order."""
+
+from dataclasses import dataclass
+
+import fiftyone as fo
+import numpy as np
+from PIL import Image
+import pytest
+
+from fercurate import dataset, schema
+from fercurate.errors import FercurateError
+from fercurate.signals import SIGNALS, resolve, run_signals
+from fercurate.signals.base import ChunkStore, Signal, chunked, set_field
+from fercurate.sources import read_source
+from tests import factories
+
+CALLS: list[str] = []
+FAIL_AT_CHUNK = {"k": -1}  # simulates a kill during that chunk
+
+
+@dataclass
+class MeanParams:
+    chunk: int = 8
+
+
+class MeanBrightness(Signal):
+    """Test signal: mean pixel value, chunk by chunk."""
+
+    name = "t_mean"
+
+    def default_params(self):
+        return MeanParams()
+
+    def compute(self, ds, table, work_dir):
+        store = ChunkStore(work_dir / "chunks")
+        means = []
+        for k, sl in chunked(len(table), self.params.chunk):
+            def work(sl=sl, k=k):
+                if k == FAIL_AT_CHUNK["k"]:
+                    raise KeyboardInterrupt
+                CALLS.append(f"chunk{k}")
+                return {"mean": np.array([np.asarray(Image.open(p)).mean() / 255 for p in table.filepaths[sl]])}
+            means.append(store.get(str(k), work)["mean"])
+        values = np.concatenate(means)
+        set_field(ds, "t_mean", table.ids, values.tolist())
+        return {"total": len(table), "flagged": 0, "top": []}
+
+
+class NeedsMean(Signal):
+    """Test signal reading t_mean."""
+
+    name = "t_needs"
+    requires = ("t_mean",)
+    uses_labels = True
+
+    def compute(self, ds, table, work_dir):
+        CALLS.append("needs")
+        if ds.info.get("t_fail"):
+            raise FercurateError("t_needs: cannot run on this dataset")
+        return {"total": len(table), "flagged": 1, "top": []}
+
+
+@pytest.fixture
+def signals(monkeypatch):
+    monkeypatch.setattr("fercurate.signals._load_builtin", lambda: None)
+    monkeypatch.setattr("fercurate.signals.SIGNALS", {"t_mean": MeanBrightness, "t_needs": NeedsMean})
+    CALLS.clear()
+    return CALLS
+
+
+@pytest.fixture
+def ds(tmp_path, unique_name):
+    dataset.ingest(read_source(factories.fer2013_folder(tmp_path / "fer", per_class=2)), unique_name)
+    return fo.load_dataset(unique_name)
+
+
+def test_requirements_run_first(signals):
+    assert resolve(["t_needs"]) == ["t_mean", "t_needs"]
+    with pytest.raises(FercurateError, match="unknown signal"):
+        resolve(["nope"])
+
+
+def test_second_run_is_skipped_and_recompute_forces(signals, ds):
+    assert run_signals(ds, log=lambda m: None) == ["t_mean", "t_needs"]
+    assert len([c for c in signals if c.startswith("chunk")]) == 6  # 42 samples / 8
+    assert run_signals(ds, log=lambda m: None) == []
+    info = ds.info[schema.INFO_SIGNALS]["t_mean"]
+    assert info["params"] == {"chunk": 8} and info["summary"]["total"] == 42
+    assert run_signals(ds, ["t_mean"], recompute=True, log=lambda m: None) == ["t_mean"]
+
+
+def test_relabel_makes_label_signals_stale_only(signals, ds):
+    run_signals(ds, log=lambda m: None)
+    sample = ds.first()
+    sample[schema.GROUND_TRUTH] = fo.Classification(label="happy" if sample.ground_truth.label != "happy" else "sad")
+    sample.save()
+    assert run_signals(ds, log=lambda m: None) == ["t_needs"]
+
+
+def test_interrupted_signal_resumes_from_saved_chunks(signals, ds, monkeypatch):
+    monkeypatch.setitem(FAIL_AT_CHUNK, "k", 3)
+    with pytest.raises(KeyboardInterrupt):
+        run_signals(ds, ["t_mean"], log=lambda m: None)
+    assert signals == ["chunk0", "chunk1", "chunk2"]
+    assert "t_mean" not in ds.info.get(schema.INFO_SIGNALS, {})
+    signals.clear()
+    FAIL_AT_CHUNK["k"] = -1
+    run_signals(ds, ["t_mean"], log=lambda m: None)
+    assert signals == ["chunk3", "chunk4", "chunk5"]
+    assert ds.count("t_mean") == 42
+
+
+def test_keep_going_skips_a_failing_signal(signals, ds):
+    ds.info["t_fail"] = True
+    ds.save()
+    with pytest.raises(FercurateError):
+        run_signals(ds, log=lambda m: None)
+    logs = []
+    assert run_signals(ds, keep_going=True, log=logs.append) == []  # t_mean is up to date already
+    assert any("t_needs: skipped: t_needs: cannot run" in m for m in logs)
+    assert "t_needs" not in ds.info[schema.INFO_SIGNALS]
