@@ -316,6 +316,17 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as e:  # a bug or an environment problem: still one line unless debugging
         if os.environ.get("FERCURATE_DEBUG"):
             raise
+        if (isinstance(e, ConnectionError) or type(e).__module__.startswith("pymongo")) \
+                and os.environ.get("FIFTYONE_DATABASE_URI"):
+            print(f"fercurate: error: cannot use MongoDB at FIFTYONE_DATABASE_URI={os.environ['FIFTYONE_DATABASE_URI']} "
+                  f"({type(e).__name__}); check that the server runs and is reachable, or unset the variable "
+                  "to use the bundled database", file=sys.stderr)
+            return 2
+        if isinstance(e, ConnectionError) or type(e).__name__.startswith("Service"):
+            print(f"fercurate: error: the bundled MongoDB did not start ({type(e).__name__}: {e}); see "
+                  f"{config.database_dir() / 'log' / 'mongo.log'}, or set FIFTYONE_DATABASE_URI to an "
+                  "existing MongoDB server", file=sys.stderr)
+            return 2
         print(f"fercurate: error: {type(e).__name__}: {e} (set FERCURATE_DEBUG=1 for the traceback)", file=sys.stderr)
         return 1
 
