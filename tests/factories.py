@@ -54,3 +54,20 @@ def kdef(root: Path, actors=((1, "F"), (26, "M"), (31, "F")), codes=("AF", "HA")
                 seed += 1
                 write_image(folder / f"A{sex}{number:02d}{code}{angle}.JPG", seed, "JPEG")
     return root
+
+
+def ingest_images(root: Path, images: dict[str, np.ndarray], name: str):
+    """Write each image as a lossless PNG in the FER2013 layout, ingest; return (ds, stem -> id)."""
+    import fiftyone as fo
+
+    from fercurate import dataset
+    from fercurate.sources import read_source
+
+    for stem, pixels in images.items():
+        path = root / "train" / "happy" / f"Training_{stem}.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(pixels).save(path)
+    dataset.ingest(read_source(root), name)
+    ds = fo.load_dataset(name)
+    ids, paths = ds.values(["id", "filepath"])
+    return ds, {Path(p).stem.removeprefix("Training_"): i for i, p in zip(ids, paths)}

@@ -9,7 +9,7 @@ import pytest
 
 from fercurate import dataset, schema
 from fercurate.errors import FercurateError
-from fercurate.signals import SIGNALS, resolve, run_signals
+from fercurate.signals import resolve, run_signals
 from fercurate.signals.base import ChunkStore, Signal, chunked, set_field
 from fercurate.sources import read_source
 from tests import factories

@@ -1,0 +1,395 @@
+"""faces: is there a face, where are its landmarks, and an eye-aligned crop of it.
+
+MediaPipe's FaceDetection gives a confidence and a box; FaceMesh gives 468 landmarks.
+Both models expect faces well inside a larger picture, while FER images are tight
+48-px crops, so each image is put on a black canvas (a border of half its side on each
+side, 24 px for FER) and enlarged to at least 96 px first: on real FER2013 this lifts
+FaceMesh from 92 % to 97 % of the images (NOTES-ENV). Every coordinate is mapped back
+to the original image.
+
+Rules (documented in the summary too):
+
+- ``is_non_face``: neither FaceDetection nor FaceMesh finds a face, nor a second, more
+  permissive FaceMesh pass (``retry_mesh_confidence``) run on just those images. One
+  finding a face is enough: all of them miss real faces at 48 px. On FER2013 about 250
+  images (0.7 %) are flagged: blanks, "photo unavailable" text, icons, watermark-only
+  crops, and, for most of them, real faces no model sees (profiles, hands over the
+  face, heavy occlusion, some drawings) — a curator decides.
+- ``face_landmarks``: one ``fo.Keypoint`` with all 468 points in FaceMesh order, relative
+  to the original image; points that fall outside it (the mesh runs past a tight crop's
+  chin or forehead) are NaN, FiftyOne's convention for invisible keypoints, so the App
+  does not draw them and index ``i`` is always landmark ``i``.
+- aligned crop: only from FaceMesh landmarks (``alignment="aligned"``). A similarity
+  transform puts the eye centres level, ``crop_eye_distance`` apart (a turned head is
+  scaled by its eye-to-lip drop instead, see :func:`alignment_matrix`), at ``crop_eye_y``;
+  the crop is grayscale, ``crop_px`` square, and pixels from outside the original image
+  are black. No landmarks means no crop (``"no_landmarks"`` when only the detector or the
+  retry pass found a face, ``"no_face"`` when nothing did): a crop is never guessed.
+
+Work runs in ``workers`` processes (each with its own MediaPipe graphs) over chunks
+saved through :class:`ChunkStore`; a chunk writes its crops when it is computed, so a
+resumed run neither recomputes nor rewrites finished chunks.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import cv2
+import fiftyone as fo
+import numpy as np
+from bson import ObjectId
+from PIL import Image
+from tqdm import tqdm
+
+from fercurate import config, schema
+from fercurate.errors import FercurateError
+from fercurate.signals import register
+from fercurate.signals.base import ChunkStore, SampleTable, Signal, chunked, set_field
+from fercurate.images import read_gray
+
+N_LANDMARKS = 468
+UPPER_LIP = 13  # FaceMesh index of the upper lip's centre
+ALIGNED, NO_FACE, NO_LANDMARKS = "aligned", "no_face", "no_landmarks"
+
+
+@lru_cache(maxsize=1)
+def _eye_indices() -> tuple[np.ndarray, np.ndarray]:
+    """FaceMesh indices of the image-left eye's and the image-right eye's contours."""
+    from mediapipe.python.solutions import face_mesh_connections as fmc
+
+    def idx(edges):
+        return np.array(sorted({i for e in edges for i in e}))
+    # FaceMesh's "RIGHT_EYE" is the subject's right eye, on the image's left.
+    return idx(fmc.FACEMESH_RIGHT_EYE), idx(fmc.FACEMESH_LEFT_EYE)
+
+
+@dataclass
+class FacesParams:
+    #: black border on each side, as a fraction of the image's longer side
+    border_frac: float = 0.5
+    #: the bordered canvas is enlarged to at least this many pixels
+    canvas_px: int = 96
+    min_detection_confidence: float = 0.3
+    #: a second, permissive FaceMesh pass, only where nothing was found: on FER2013 it finds
+    #: 53 of 308 such images, all real faces (profiles, hands over faces, drawings); its
+    #: landmarks there are not trusted for a crop, so it only clears is_non_face
+    retry_mesh_confidence: float = 0.1
+    #: aligned crop: side in pixels, inter-ocular distance and eye height (fractions of the side)
+    crop_px: int = 64
+    crop_eye_distance: float = 0.36
+    crop_eye_y: float = 0.40
+    #: eye line to upper lip, in inter-ocular distances, beyond which a face is turned
+    #: and the scale comes from that drop (0.8-1.2 on frontal FER2013 faces)
+    max_lip_drop: float = 1.2
+    #: images per saved chunk
+    chunk_size: int = 1024
+
+
+@dataclass
+class FaceResult:
+    """What MediaPipe found on one image, in pixels of the original image."""
+
+    face_score: float                  # 0 when the detector finds nothing
+    box: np.ndarray | None             # (x, y, w, h) of the detection
+    landmarks: np.ndarray | None       # (468, 2) FaceMesh points
+    seen_on_retry: bool = False        # only the permissive FaceMesh pass found a face
+
+
+class FaceAnalyzer:
+    """One process's MediaPipe graphs plus the canvas mapping around them."""
+
+    def __init__(self, params: FacesParams):
+        import mediapipe as mp
+
+        self.params = params
+        self.detector = mp.solutions.face_detection.FaceDetection(
+            model_selection=0, min_detection_confidence=params.min_detection_confidence)
+        self.mesh = mp.solutions.face_mesh.FaceMesh(
+            static_image_mode=True, max_num_faces=1, refine_landmarks=False,
+            min_detection_confidence=params.min_detection_confidence)
+        self.retry_mesh = mp.solutions.face_mesh.FaceMesh(
+            static_image_mode=True, max_num_faces=1, refine_landmarks=False,
+            min_detection_confidence=params.retry_mesh_confidence)
+
+    def canvas(self, gray: np.ndarray) -> tuple[np.ndarray, int]:
+        """The RGB canvas MediaPipe sees and the border width (in original pixels)."""
+        h, w = gray.shape
+        border = int(round(self.params.border_frac * max(h, w)))
+        padded = cv2.copyMakeBorder(gray, border, border, border, border, cv2.BORDER_CONSTANT, value=0)
+        scale = self.params.canvas_px / max(padded.shape)
+        if scale > 1:
+            padded = cv2.resize(padded, None, fx=scale, fy=scale, interpolation=cv2.INTER_CUBIC)
+        return cv2.cvtColor(padded, cv2.COLOR_GRAY2RGB), border
+
+    def analyse(self, gray: np.ndarray) -> FaceResult:
+        rgb, border = self.canvas(gray)
+        # canvas-relative -> original pixels; the enlargement cancels out
+        ch, cw = gray.shape[0] + 2 * border, gray.shape[1] + 2 * border
+        score, box, landmarks = 0.0, None, None
+        found = self.detector.process(rgb).detections
+        if found:
+            best = max(found, key=lambda d: d.score[0])
+            score = float(best.score[0])
+            rb = best.location_data.relative_bounding_box
+            box = np.array([rb.xmin * cw - border, rb.ymin * ch - border, rb.width * cw, rb.height * ch])
+        meshes = self.mesh.process(rgb).multi_face_landmarks
+        if meshes:
+            pts = np.array([(p.x, p.y) for p in meshes[0].landmark], dtype=np.float64)
+            landmarks = pts * [cw, ch] - border
+        elif not found:
+            return FaceResult(score, box, None, self.retry_mesh.process(rgb).multi_face_landmarks is not None)
+        return FaceResult(score, box, landmarks)
+
+    def close(self) -> None:
+        self.detector.close()
+        self.mesh.close()
+        self.retry_mesh.close()
+
+
+def eye_centres(landmarks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(image-left eye, image-right eye) centres: the means of the eye contours."""
+    left, right = _eye_indices()
+    return landmarks[left].mean(axis=0), landmarks[right].mean(axis=0)
+
+
+def alignment_matrix(landmarks: np.ndarray, params: FacesParams) -> np.ndarray:
+    """The 2x3 similarity transform that levels the eyes and fixes their distance.
+
+    A turned head shortens the eyes' distance on the image but not the drop from the
+    eye line to the upper lip, so when that drop exceeds ``max_lip_drop`` inter-ocular
+    distances (a profile), it sets the scale instead: otherwise a profile's crop is a
+    close-up of one eye.
+    """
+    left, right = eye_centres(landmarks)
+    dx, dy = right - left
+    eye_distance = max(float(np.hypot(dx, dy)), 1e-6)
+    mid = (left + right) / 2
+    across = np.array([-dy, dx]) / eye_distance  # unit normal to the eye line
+    lip_drop = abs(float((landmarks[UPPER_LIP] - mid) @ across))
+    size = params.crop_px
+    scale = params.crop_eye_distance * size / max(eye_distance, lip_drop / params.max_lip_drop)
+    # rotating by the eyes' angle (OpenCV: positive = counter-clockwise on screen) levels them
+    m = cv2.getRotationMatrix2D((float(mid[0]), float(mid[1])), float(np.degrees(np.arctan2(dy, dx))), scale)
+    m[:, 2] += (size / 2 - mid[0], params.crop_eye_y * size - mid[1])
+    return m
+
+
+def aligned_crop(gray: np.ndarray, landmarks: np.ndarray, params: FacesParams) -> np.ndarray:
+    m = alignment_matrix(landmarks, params)
+    return cv2.warpAffine(gray, m, (params.crop_px, params.crop_px), flags=cv2.INTER_LINEAR,
+                          borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+
+
+def analyse_chunk(analyzer: FaceAnalyzer, ids: list[str], paths: list[str], crop_dir: Path) -> dict[str, np.ndarray]:
+    """Run MediaPipe on one chunk and write its aligned crops (removing stale ones).
+
+    Returns arrays relative to each original image: face_score (n,), box (n, 4) and
+    landmarks (n, 468, 2), NaN where nothing was found. A crop is written exactly for
+    the images with landmarks.
+    """
+    n = len(ids)
+    out = {"face_score": np.zeros(n, np.float32), "seen_on_retry": np.zeros(n, bool),
+           "box": np.full((n, 4), np.nan, np.float32),
+           "landmarks": np.full((n, N_LANDMARKS, 2), np.nan, np.float32)}
+    for i, (sample_id, path) in enumerate(zip(ids, paths)):
+        gray = read_gray(path)
+        h, w = gray.shape
+        res = analyzer.analyse(gray)
+        out["face_score"][i] = res.face_score
+        out["seen_on_retry"][i] = res.seen_on_retry
+        if res.box is not None:
+            out["box"][i] = res.box / [w, h, w, h]
+        crop_path = crop_dir / f"{sample_id}.png"
+        if res.landmarks is not None:
+            out["landmarks"][i] = res.landmarks / [w, h]
+            Image.fromarray(aligned_crop(gray, res.landmarks, analyzer.params)).save(crop_path)
+        else:
+            crop_path.unlink(missing_ok=True)  # left by a run with other parameters
+    return out
+
+
+_ANALYZER: FaceAnalyzer | None = None  # one per worker process
+
+
+def _start_worker(params: FacesParams) -> None:
+    global _ANALYZER
+    _ANALYZER = FaceAnalyzer(params)
+
+
+def _run_task(task: tuple[str, list[str], list[str], Path]) -> tuple[str, dict[str, np.ndarray]]:
+    key, ids, paths, crop_dir = task
+    return key, analyse_chunk(_ANALYZER, ids, paths, crop_dir)
+
+
+def run_chunks(tasks: list[tuple[str, list[str], list[str], Path]], params: FacesParams,
+               store: ChunkStore, workers: int, bar: tqdm) -> None:
+    """Compute and save every task's chunk, in ``workers`` processes when it pays.
+
+    Processes are spawned, not forked: the parent holds MongoDB, OpenCV and tqdm threads
+    that a forked child would inherit in an unknown state. A worker that cannot start
+    breaks the pool at once (``ProcessPoolExecutor``) instead of being respawned forever.
+    """
+    if workers <= 1 or len(tasks) <= 1:
+        _start_worker(params)
+        try:
+            for task in tasks:
+                key, arrays = _run_task(task)
+                store.save(key, arrays)
+                bar.update(len(task[1]))
+        finally:
+            _ANALYZER.close()
+        return
+    ctx = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(min(workers, len(tasks)), mp_context=ctx, initializer=_start_worker,
+                             initargs=(params,)) as pool:
+        futures = {pool.submit(_run_task, task): len(task[1]) for task in tasks}
+        try:
+            for future in as_completed(futures):
+                key, arrays = future.result()
+                store.save(key, arrays)
+                bar.update(futures[future])
+        except BrokenProcessPool as e:
+            raise FercurateError(
+                "faces: a MediaPipe worker process died; when calling fercurate from your own script, "
+                "put the call under 'if __name__ == \"__main__\":' (workers re-import the script)") from e
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _detection(box: np.ndarray, score: float) -> fo.Detection | None:
+    if np.isnan(box[0]):
+        return None
+    x0, y0 = np.clip(box[:2], 0, 1)
+    x1, y1 = np.clip(box[:2] + box[2:], 0, 1)
+    return fo.Detection(label="face", bounding_box=[float(x0), float(y0), float(x1 - x0), float(y1 - y0)],
+                        confidence=round(float(score), 4))
+
+
+def _keypoints_docs(landmarks: np.ndarray) -> list[dict | None]:
+    """``fo.Keypoints`` documents, serialized, for a chunk of (n, 468, 2) landmarks.
+
+    Built from one serialized template rather than one ``fo.Keypoint`` per sample:
+    mongoengine converts the 468 points one by one in Python, ~20 ms a sample, which
+    on FER2013 is 12 minutes; the documents it would produce are identical.
+    """
+    template = fo.Keypoints(keypoints=[fo.Keypoint(label="face", points=[])]).to_mongo().to_dict()
+    keypoint = template["keypoints"][0]
+    docs: list[dict | None] = []
+    for points in landmarks.astype(np.float64):
+        if np.isnan(points[0, 0]):
+            docs.append(None)
+            continue
+        points[((points < 0) | (points > 1)).any(axis=1)] = np.nan  # outside the image: invisible
+        docs.append({**template, "keypoints": [{**keypoint, "_id": ObjectId(), "points": points.round(5).tolist()}]})
+    return docs
+
+
+@register
+class FacesSignal(Signal):
+    name = "faces"
+    requires = ()
+    uses_labels = False
+    #: worker processes, each with its own MediaPipe graphs (not a parameter: results do not depend on it)
+    workers: int = 2
+
+    def default_params(self) -> FacesParams:
+        return FacesParams()
+
+    def compute(self, ds: fo.Dataset, table: SampleTable, work_dir: Path) -> dict:
+        p: FacesParams = self.params
+        crop_dir = config.media_dir(ds.name) / "aligned"
+        crop_dir.mkdir(parents=True, exist_ok=True)
+        store = ChunkStore(work_dir / "chunks")
+        keys = [(f"chunk{k:05d}", sl) for k, sl in chunked(len(table), p.chunk_size)]
+        tasks = [(key, table.ids[sl], table.filepaths[sl], crop_dir) for key, sl in keys if not store.has(key)]
+        with tqdm(total=len(table), desc="faces (MediaPipe)", unit=" img") as bar:
+            bar.update(len(table) - sum(len(t[1]) for t in tasks))
+            run_chunks(tasks, p, store, self.workers, bar)
+        self._declare_fields(ds)
+        res = _load_results(store, keys)
+        non_face = (res["face_score"] == 0) & ~res["has_mesh"] & ~res["seen_on_retry"]
+        status = np.where(res["has_mesh"], ALIGNED, np.where(non_face, NO_FACE, NO_LANDMARKS))
+        # the small fields first: every update rewrites the whole sample, which the
+        # landmarks make ~15 kB
+        set_field(ds, schema.FACE_SCORE, table.ids, res["face_score"].round(4).astype(float).tolist())
+        set_field(ds, schema.FACE_DETECTION, table.ids,
+                  [_detection(b, s) for b, s in zip(res["box"], res["face_score"])])
+        set_field(ds, schema.IS_NON_FACE, table.ids, non_face.tolist())
+        set_field(ds, schema.ALIGNMENT, table.ids, status.tolist())
+        set_field(ds, schema.ALIGNED_FILEPATH, table.ids,
+                  [str(crop_dir / f"{i}.png") if a else None for i, a in zip(table.ids, res["has_mesh"])])
+        self._write_landmarks(ds, table, store, keys)
+        self._register_media_field(ds)
+        return self._summary(table, res["face_score"], non_face, res["has_mesh"])
+
+    @staticmethod
+    def _write_landmarks(ds: fo.Dataset, table: SampleTable, store: ChunkStore,
+                         keys: list[tuple[str, slice]]) -> None:
+        """Chunk by chunk: all of them at once would take gigabytes as Python objects."""
+        for key, sl in tqdm(keys, desc="faces: writing landmarks", unit=" chunk"):
+            docs = _keypoints_docs(store.load(key)["landmarks"])
+            # validate=False lets the serialized documents through as they are
+            ds.set_values(schema.FACE_LANDMARKS, dict(zip(table.ids[sl], docs)), key_field="id", validate=False)
+
+    @staticmethod
+    def _declare_fields(ds: fo.Dataset) -> None:
+        ds.add_sample_field(schema.FACE_SCORE, fo.FloatField)
+        ds.add_sample_field(schema.IS_NON_FACE, fo.BooleanField)
+        ds.add_sample_field(schema.ALIGNMENT, fo.StringField)
+        ds.add_sample_field(schema.ALIGNED_FILEPATH, fo.StringField)
+        ds.add_sample_field(schema.FACE_DETECTION, fo.EmbeddedDocumentField, embedded_doc_type=fo.Detection)
+        ds.add_sample_field(schema.FACE_LANDMARKS, fo.EmbeddedDocumentField, embedded_doc_type=fo.Keypoints)
+
+    @staticmethod
+    def _register_media_field(ds: fo.Dataset) -> None:
+        """Let the App show the aligned crop (settings menu: media field), falling back to
+        the original image where there is no crop."""
+        fields = list(ds.app_config.media_fields or ["filepath"])
+        if schema.ALIGNED_FILEPATH not in fields:
+            ds.app_config.media_fields = fields + [schema.ALIGNED_FILEPATH]
+        ds.app_config.media_fallback = True
+        ds.save()
+
+    def _summary(self, table: SampleTable, face_score: np.ndarray, non_face: np.ndarray,
+                 has_mesh: np.ndarray) -> dict:
+        order = sorted(range(len(table)), key=lambda i: (not non_face[i], face_score[i], i))[:10]
+        return {
+            "total": len(table),
+            "flagged": int(non_face.sum()),
+            "face_detected": int((face_score > 0).sum()),
+            "landmarks_found": int(has_mesh.sum()),
+            "aligned": int(has_mesh.sum()),
+            "no_landmarks": int((~has_mesh & ~non_face).sum()),
+            "non_face_by_class": _count_by(table.labels, non_face),
+            "non_face_by_split": _count_by(table.splits, non_face),
+            "rule": "non-face = neither FaceDetection nor FaceMesh (nor its permissive retry) finds a face; "
+                    "crop only from FaceMesh landmarks",
+            "params": self.params_dict(),
+            "top": [{"id": table.ids[i], "filepath": table.filepaths[i], "label": table.labels[i],
+                     "score": round(float(face_score[i]), 4)} for i in order],
+        }
+
+
+def _load_results(store: ChunkStore, keys: list[tuple[str, slice]]) -> dict[str, np.ndarray]:
+    """face_score, seen_on_retry, box and has_mesh of every sample, from the saved chunks."""
+    parts: dict[str, list[np.ndarray]] = {"face_score": [], "seen_on_retry": [], "box": [], "has_mesh": []}
+    for key, _ in keys:
+        arrays = store.load(key)
+        arrays["has_mesh"] = ~np.isnan(arrays["landmarks"][:, 0, 0])
+        for k in parts:
+            parts[k].append(arrays[k])
+    return {k: np.concatenate(v) for k, v in parts.items()}
+
+
+def _count_by(keys: list[str], mask: np.ndarray) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for k, m in zip(keys, mask):
+        if m:
+            out[k] = out.get(k, 0) + 1
+    return out
