@@ -189,12 +189,13 @@ def cmd_compute(args: argparse.Namespace) -> int:
 
 
 def cmd_signals(args: argparse.Namespace) -> int:
-    from fercurate.signals import SIGNALS, resolve
+    from fercurate.signals import OPTIONAL, SIGNALS, resolve
     resolve(None)
     for name, cls in SIGNALS.items():
         doc = (cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else ""
-        needs = f" (needs {', '.join(cls.requires)})" if cls.requires else ""
-        print(f"{name:<14} {doc}{needs}")
+        notes = ([f"needs {', '.join(cls.requires)}"] if cls.requires else []) + \
+                (["optional: runs only when named"] if name in OPTIONAL else [])
+        print(f"{name:<14} {doc}" + (f" ({'; '.join(notes)})" if notes else ""))
     return 0
 
 

@@ -190,7 +190,9 @@ class BalanceSignal(Signal):
     def fingerprint(self, table: SampleTable, upstream: dict[str, str]) -> str:
         """Also hashes the fix fields it reads, so a changed proposal makes it stale."""
         h = hashlib.sha256(super().fingerprint(table, upstream).encode())
-        h.update(read_fix_inputs(fo.load_dataset(table.dataset_name), table).to_json().encode())
+        ds = fo.load_dataset(table.dataset_name)
+        ds.reload()  # the other signals may have added fields through another handle
+        h.update(read_fix_inputs(ds, table).to_json().encode())
         return h.hexdigest()
 
     def check_params(self) -> BalanceParams:

@@ -292,6 +292,8 @@ def _keypoints_docs(landmarks: np.ndarray) -> list[dict | None]:
 
 @register
 class FacesSignal(Signal):
+    """MediaPipe face detection and landmarks, not-a-face flags, eye-aligned face crops."""
+
     name = "faces"
     requires = ()
     uses_labels = False

@@ -122,6 +122,8 @@ def measure_files(paths: list[str], measure_px: int) -> dict[str, np.ndarray]:
 
 @register
 class QualitySignal(Signal):
+    """Blank, dark, bright, blurry and low-contrast images."""
+
     name = "quality"
     requires = ()
     uses_labels = False

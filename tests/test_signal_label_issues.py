@@ -1,0 +1,210 @@
+"""label_issues: planted label flips on learnable synthetic images are found, clean twins are not.
+
+Three custom classes with distinct textures (horizontal stripes, vertical stripes, a
+checkerboard) under heavy pixel noise; some images of each texture are filed under another
+class. A tiny CNN (24 px, 8 channels) trains in seconds, so these tests exercise the real
+cross-validation, cleanlab and dataset writes.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import fiftyone as fo
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from fercurate import dataset, schema
+from fercurate.errors import FercurateError
+from fercurate.signals import classifier, computed, run_signals
+from fercurate.signals.classifier import ClassifierParams, cross_val_probs
+from fercurate.signals.label_issues import (
+    LabelIssueParams, LabelIssues, classifier_features, folds_for, score_labels,
+)
+from fercurate.sources import read_source
+
+CLASSES = ("calm", "dotted", "spiky")  # sorted, as the tree reader lists them
+SIDE = 24
+PER_CLASS = 70
+FLIPS_PER_CLASS = 8
+TINY = ClassifierParams(image_size=SIDE, width=8, folds=3, epochs=3, min_steps=40, batch_size=32,
+                        lr=1e-2, max_shift=2, bf16="off")
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """A model this small trains fastest on one thread (and a busy machine hurts 2 threads most)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def texture(class_index: int, rng: np.random.Generator) -> np.ndarray:
+    """A noisy image whose texture identifies its class."""
+    y, x = np.mgrid[:SIDE, :SIDE]
+    phase = rng.integers(0, 6)
+    base = [np.sin((y + phase) * np.pi / 3), np.sin((x + phase) * np.pi / 3),
+            np.where(((x + phase) // 3 + (y + phase) // 3) % 2, 1.0, -1.0)][class_index]
+    img = 128 + 70 * base + rng.normal(0, 45, (SIDE, SIDE))
+    return np.clip(img, 0, 255).astype(np.uint8)
+
+
+def write_tree(root: Path, per_class: int = PER_CLASS, flips: int = FLIPS_PER_CLASS,
+               extra: dict[str, int] | None = None) -> Path:
+    """``<split>/<class>/*.png``; ``flip_*`` files show the texture of the *next* class.
+    ``extra`` adds classes with that many (clean, checkerboard-like) images."""
+    rng = np.random.default_rng(0)
+    for c, name in enumerate(CLASSES):
+        for i in range(per_class + flips):
+            flipped = i >= per_class
+            pixels = texture((c + 1) % 3 if flipped else c, rng)
+            split = "test" if i % 5 == 0 else "train"
+            path = root / split / name / f"{'flip' if flipped else 'clean'}_{c}_{i}.png"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(pixels).save(path)
+    for name, n in (extra or {}).items():
+        for i in range(n):
+            path = root / "train" / name / f"clean_x_{i}.png"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(texture(2, rng)).save(path)
+    return root
+
+
+def _use_tiny(mp: pytest.MonkeyPatch) -> None:
+    """The signal, run by the real runner, with the tiny classifier."""
+    mp.setattr(LabelIssues, "default_params", lambda self: LabelIssueParams(classifier=TINY))
+
+
+@pytest.fixture
+def tiny(monkeypatch):
+    _use_tiny(monkeypatch)
+
+
+@pytest.fixture(scope="module")
+def planted(tmp_path_factory) -> fo.Dataset:
+    """One trained run shared by the read-only tests below."""
+    with pytest.MonkeyPatch.context() as mp:
+        _use_tiny(mp)
+        dataset.ingest(read_source(write_tree(tmp_path_factory.mktemp("planted"))), "t-label-issues-planted")
+        ds = fo.load_dataset("t-label-issues-planted")
+        assert run_signals(ds, ["label_issues"], log=lambda m: None) == ["label_issues"]
+    return ds
+
+
+def _columns(ds: fo.Dataset) -> dict[str, np.ndarray]:
+    paths, quality, flags = ds.values(["filepath", schema.LABEL_QUALITY, schema.IS_LABEL_ISSUE])
+    return {"flipped": np.array([Path(p).name.startswith("flip") for p in paths]),
+            "quality": np.array(quality), "flag": np.array(flags)}
+
+
+def test_flipped_labels_score_low_and_are_flagged_clean_twins_are_not(planted):
+    col = _columns(planted)
+    flipped, quality, flag = col["flipped"], col["quality"], col["flag"]
+    assert flipped.sum() == 3 * FLIPS_PER_CLASS
+    assert ((quality >= 0) & (quality <= 1)).all()
+    assert quality[flipped].mean() < 0.5 < quality[~flipped].mean()
+    assert flag[flipped].mean() >= 0.75
+    assert flag[~flipped].mean() <= 0.1
+    # the worst-ranked samples are the flipped ones
+    worst = np.argsort(quality)[:len(quality) // 20]
+    assert flipped[worst].all()
+
+
+def test_custom_classes_suggested_label_is_the_texture_and_probs_follow_class_order(planted):
+    ds = planted
+    assert ds.info[schema.INFO_CLASSES] == list(CLASSES)
+    paths, probs, suggested, given = ds.values(["filepath", schema.OOF_PROBS, schema.SUGGESTED_LABEL,
+                                               f"{schema.GROUND_TRUTH}.label"])
+    probs = np.array(probs)
+    assert probs.shape == (len(ds), 3) and np.allclose(probs.sum(1), 1, atol=1e-4)
+    assert [s.label for s in suggested] == [CLASSES[i] for i in probs.argmax(1)]
+    assert all(abs(s.confidence - p.max()) < 1e-4 for s, p in zip(suggested, probs))
+    texture_of = {Path(p).name: CLASSES[(CLASSES.index(g) + Path(p).name.startswith("flip")) % 3]
+                  for p, g in zip(paths, given)}
+    hits = [s.label == texture_of[Path(p).name] for p, s in zip(paths, suggested)]
+    assert np.mean(hits) > 0.9
+    test_split = ds.match(fo.ViewField(schema.SPLIT) == schema.TEST)
+    assert test_split.count(schema.LABEL_QUALITY) == len(test_split) > 0  # every split is scored
+
+
+def test_summary_counts_and_classifier_features(planted):
+    ds = planted
+    summary = computed(ds)["label_issues"]["summary"]
+    col = _columns(ds)
+    assert summary["total"] == len(ds) and summary["flagged"] == int(col["flag"].sum())
+    assert sum(summary["flagged_per_class"].values()) == summary["flagged"]
+    assert [t["score"] for t in summary["top"]] == sorted(t["score"] for t in summary["top"])
+    assert all(Path(t["filepath"]).name.startswith("flip") for t in summary["top"][:5])
+    ids, features = classifier_features(ds)
+    assert sorted(ids) == sorted(ds.values("id"))
+    assert features.shape == (len(ds), 8 * TINY.width) and np.isfinite(features).all()
+
+
+def test_classifier_features_before_a_run_is_a_one_line_error(tmp_path, unique_name):
+    dataset.ingest(read_source(write_tree(tmp_path / "src", per_class=3, flips=0)), unique_name)
+    with pytest.raises(FercurateError, match="run 'fercurate compute label_issues'"):
+        classifier_features(fo.load_dataset(unique_name))
+
+
+def test_killed_after_fold_one_resumes_without_retraining_it(tmp_path, unique_name, tiny, monkeypatch):
+    dataset.ingest(read_source(write_tree(tmp_path / "src", per_class=30, flips=3)), unique_name)
+    ds = fo.load_dataset(unique_name)
+    real_train = classifier.train_model
+    trained: list[str] = []
+
+    def train_then_die(*args, **kwargs):
+        if len(trained) == 1:
+            raise KeyboardInterrupt  # the kill, during fold 2
+        trained.append(kwargs["desc"])
+        return real_train(*args, **kwargs)
+
+    monkeypatch.setattr(classifier, "train_model", train_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        run_signals(ds, ["label_issues"], log=lambda m: None)
+    assert trained == ["fold 1/3"] and schema.LABEL_QUALITY not in ds.get_field_schema()
+
+    trained.clear()
+    monkeypatch.setattr(classifier, "train_model", lambda *a, **k: trained.append(k["desc"]) or real_train(*a, **k))
+    assert run_signals(ds, ["label_issues"], log=lambda m: None) == ["label_issues"]
+    assert trained == ["fold 2/3", "fold 3/3"]
+    ds.reload()
+    assert len(ds.exists(schema.LABEL_QUALITY)) == len(ds.exists(schema.OOF_PROBS)) == len(ds)
+
+
+def test_cross_validation_is_deterministic():
+    rng = np.random.default_rng(1)
+    labels = np.repeat(np.arange(3), 20)
+    images = np.stack([texture(c, rng) for c in labels])
+    a = cross_val_probs(images, labels, 3, TINY)
+    b = cross_val_probs(images, labels, 3, TINY)
+    assert np.array_equal(a.fold, b.fold) and np.array_equal(a.pred_probs, b.pred_probs)
+    assert np.array_equal(a.features, b.features)
+
+
+def test_a_class_with_one_sample_is_a_one_line_error(tmp_path, unique_name, tiny):
+    dataset.ingest(read_source(write_tree(tmp_path / "src", per_class=10, flips=0, extra={"lonely": 1})),
+                   unique_name)
+    with pytest.raises(FercurateError, match="'lonely' has 1 sample") as err:
+        run_signals(fo.load_dataset(unique_name), ["label_issues"], log=lambda m: None)
+    assert "\n" not in str(err.value)
+
+
+def test_folds_shrink_to_the_smallest_class():
+    labels = np.array([0] * 10 + [1] * 3 + [2] * 10)
+    assert folds_for(labels, ["a", "b", "c"], 5) == 3
+    assert folds_for(labels, ["a", "b", "c"], 2) == 2
+
+
+def test_a_class_without_samples_does_not_disturb_cleanlab():
+    rng = np.random.default_rng(0)
+    labels = np.repeat(np.arange(3), 30)
+    probs = np.full((90, 4), 0.02) + rng.uniform(0, 1e-3, (90, 4))
+    probs[np.arange(90), labels] = 0.9
+    probs[:3, 0], probs[:3, 1] = 0.02, 0.95         # three samples labelled 0 look like class 1
+    probs = probs / probs.sum(1, keepdims=True)
+    quality, is_issue = score_labels(labels, probs)  # column 3 is a class nobody carries
+    assert set(np.flatnonzero(is_issue)) == {0, 1, 2}
+    assert quality[:3].max() < quality[3:].min()
