@@ -93,7 +93,7 @@ def run_signals(ds: fo.Dataset, names: list[str] | None = None, recompute: bool 
         if recompute and work.exists():
             shutil.rmtree(work)
         work.mkdir(parents=True, exist_ok=True)
-        clear_other_work(ds, name, work)
+        clear_other_work(work)
         log(f"{name}: computing on {len(table)} samples ...")
         t0 = time.perf_counter()
         try:

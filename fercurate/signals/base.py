@@ -142,7 +142,7 @@ def work_dir_for(ds: fo.Dataset, signal_name: str, fingerprint: str) -> Path:
     return config.home() / "work" / ds.name / signal_name / fingerprint[:16]
 
 
-def clear_other_work(ds: fo.Dataset, signal_name: str, keep: Path) -> None:
+def clear_other_work(keep: Path) -> None:
     """Remove work folders of older fingerprints (stale partial results)."""
     parent = keep.parent
     if parent.is_dir():
