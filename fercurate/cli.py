@@ -189,12 +189,11 @@ def cmd_compute(args: argparse.Namespace) -> int:
 
 
 def cmd_signals(args: argparse.Namespace) -> int:
-    from fercurate.signals import OPTIONAL, SIGNALS, resolve
+    from fercurate.signals import SIGNALS, resolve
     resolve(None)
     for name, cls in SIGNALS.items():
         doc = (cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else ""
-        notes = ([f"needs {', '.join(cls.requires)}"] if cls.requires else []) + \
-                (["optional: runs only when named"] if name in OPTIONAL else [])
+        notes = [f"needs {', '.join(cls.requires)}"] if cls.requires else []
         print(f"{name:<14} {doc}" + (f" ({'; '.join(notes)})" if notes else ""))
     return 0
 
@@ -214,6 +213,8 @@ def cmd_report(args: argparse.Namespace) -> int:
     for name, rec in sig.items():
         summary = rec.get("summary", {})
         print(f"{name}: {summary_line(summary)}  (computed {rec.get('computed_at')}, {rec.get('seconds')} s)")
+        if summary.get("warning"):
+            print(f"    warning: {summary['warning']}")
         for ex in summary.get("top", [])[: args.top]:
             score = ex.get("score")
             score = f"{score:.3f}" if isinstance(score, (int, float)) else score
@@ -225,7 +226,7 @@ def summary_line(summary: dict) -> str:
     """'flagged F of N' plus the signal's own counts, on one line."""
     head = f"flagged {summary.get('flagged', '?')} of {summary.get('total', '?')}"
     extras = [f"{k}={v}" for k, v in summary.items()
-              if k not in {"flagged", "total", "top"} and isinstance(v, (int, float, str)) and len(str(v)) < 40]
+              if k not in {"flagged", "total", "top", "warning"} and isinstance(v, (int, float, str)) and len(str(v)) < 40]
     return head + (f"; {', '.join(extras)}" if extras else "")
 
 

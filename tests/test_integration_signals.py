@@ -26,11 +26,6 @@ def scored(shared_fer2013_module, tmp_path_factory):
     return ds, ran
 
 
-def needs(ran, name):
-    if name not in ran:
-        pytest.skip(f"{name} is not among the signals run by default in this version")
-
-
 @pytest.fixture(scope="module")
 def shared_fer2013_module():
     from tests.conftest import SHARED_FER2013
@@ -45,9 +40,8 @@ def test_every_signal_ran_and_recorded_a_summary(scored):
     for name in ran:
         summary = ds.info[schema.INFO_SIGNALS][name]["summary"]
         assert summary["total"] == 700 and 0 <= summary["flagged"] <= 700
-    # nothing changed: the costly signals are skipped. (balance, which re-hashes the other
-    # signals' flags and costs < 1 s, re-ran once in a full-suite run; not yet explained)
-    assert not set(run_signals(ds, log=lambda m: None)) - {"balance"}
+    # nothing changed: every signal is skipped
+    assert run_signals(ds, log=lambda m: None) == []
 
 
 def test_quality_flags_few_real_faces(scored):
@@ -78,8 +72,7 @@ def test_duplicates_are_rare_and_each_group_has_one_keeper(scored):
 
 
 def test_label_issues_beat_chance_and_flag_a_minority(scored):
-    ds, ran = scored
-    needs(ran, "label_issues")
+    ds, _ = scored
     probs = np.array(ds.values(schema.OOF_PROBS))
     assert probs.shape == (700, 7) and np.allclose(probs.sum(1), 1, atol=1e-3)
     classes = ds.info[schema.INFO_CLASSES]
@@ -93,8 +86,7 @@ def test_label_issues_beat_chance_and_flag_a_minority(scored):
 
 
 def test_embeddings_and_map_cover_every_sample(scored):
-    ds, ran = scored
-    needs(ran, "embeddings")
+    ds, _ = scored
     assert ds.count(schema.EMBEDDING) == 700
     assert schema.UMAP_BRAIN_KEY in ds.list_brain_runs()
     assert len(ds.load_brain_results(schema.UMAP_BRAIN_KEY).points) == 700

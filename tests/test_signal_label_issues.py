@@ -141,6 +141,24 @@ def test_summary_counts_and_classifier_features(planted):
     ids, features = classifier_features(ds)
     assert sorted(ids) == sorted(ds.values("id"))
     assert features.shape == (len(ds), 8 * TINY.width) and np.isfinite(features).all()
+    assert "per class" in summary["warning"]  # ~80 images per class: flags are only hints
+
+
+def test_no_weak_classifier_warning_with_enough_images_per_class():
+    from fercurate.signals.base import SampleTable
+    from fercurate.signals.label_issues import RELIABLE_PER_CLASS, summarize
+    n = RELIABLE_PER_CLASS * 3
+    labels = np.repeat(np.arange(3), RELIABLE_PER_CLASS)
+    probs = np.eye(3)[labels] * 0.8 + 0.2 / 3
+    table = SampleTable([str(i) for i in range(n)], ["x"] * n, [CLASSES[k] for k in labels], ["train"] * n,
+                        ["h"] * n, list(CLASSES))
+    summary = summarize(table, labels, probs, probs[np.arange(n), labels], np.zeros(n, bool), 3)
+    assert "warning" not in summary and summary["oof_accuracy"] == 1.0
+    k = slice(None, None, 3)  # a third of each class
+    third = SampleTable(table.ids[k], table.filepaths[k], table.labels[k], table.splits[k], table.file_hashes[k],
+                        table.classes)
+    few = summarize(third, labels[k], probs[k], probs[np.arange(n), labels][k], np.zeros(n // 3, bool), 3)
+    assert "warning" in few
 
 
 def test_classifier_features_before_a_run_is_a_one_line_error(tmp_path, unique_name):

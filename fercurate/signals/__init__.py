@@ -8,7 +8,6 @@ skipped unless ``recompute`` is set. See :mod:`fercurate.signals.base` for the c
 
 from __future__ import annotations
 
-import importlib
 import shutil
 import time
 
@@ -29,26 +28,15 @@ def register(cls: type[Signal]) -> type[Signal]:
 
 
 def _load_builtin() -> None:
-    """Import the signal modules so they register (kept lazy: they import torch etc.).
-
-    ``builtin`` holds the default set that ``launch`` runs; ``OPTIONAL`` modules register
-    too, so ``fercurate compute`` can name them, but run only when asked.
-    """
+    """Import the signal modules so they register (kept lazy: they import torch etc.)."""
     from fercurate.signals import builtin  # noqa: F401
-    for name in OPTIONAL:
-        importlib.import_module(f"fercurate.signals.{name}")
-
-
-#: signals (module name = signal name) that register but run only when named, e.g.
-#: ``fercurate compute fer2013 label_issues embeddings``
-OPTIONAL = ("label_issues", "embeddings")
 
 
 def resolve(names: list[str] | None) -> list[str]:
     """The requested signals plus everything they require, in run order."""
     _load_builtin()
     if names is None:
-        return [n for n in SIGNALS if n not in OPTIONAL]
+        return list(SIGNALS)
     unknown = [n for n in names if n not in SIGNALS]
     if unknown:
         raise FercurateError(f"unknown signal(s) {', '.join(unknown)}; choose from {', '.join(SIGNALS)}")

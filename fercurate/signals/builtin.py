@@ -6,6 +6,6 @@
 from fercurate.signals import quality  # noqa: F401
 from fercurate.signals import faces  # noqa: F401
 from fercurate.signals import duplicates  # noqa: F401
-# label_issues and embeddings are registered as OPTIONAL in fercurate/signals/__init__.py:
-# label_issues' cross-validation is still over its time budget, so launch does not run them yet.
+from fercurate.signals import label_issues  # noqa: F401
+from fercurate.signals import embeddings  # noqa: F401  (after label_issues: may reuse its network)
 from fercurate.signals import balance  # noqa: F401  (last: reads the other signals' flags)

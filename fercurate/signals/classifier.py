@@ -44,7 +44,7 @@ class ClassifierParams:
     image_size: int = 48         # images are resized to image_size x image_size grayscale
     folds: int = 3               # K of the stratified K-fold cross-validation
     epochs: int = 8
-    min_steps: int = 300         # small datasets get more epochs: at least this many optimizer steps
+    min_steps: int = 150         # small datasets get more epochs: at least this many optimizer steps
     batch_size: int = 128
     lr: float = 3e-3             # peak AdamW learning rate of the one-cycle schedule
     weight_decay: float = 5e-4

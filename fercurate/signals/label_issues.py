@@ -37,6 +37,9 @@ from fercurate.signals.classifier import ClassifierParams, cross_val_probs, load
 NAME = "label_issues"
 FEATURES_KEY = "features"   # ChunkStore key of the fold-0 model's features (+ sample ids)
 TOP_N = 10
+#: below this median number of images per class, a classifier trained from scratch is too
+#: weak for its disagreements to mean much; the summary then says so
+RELIABLE_PER_CLASS = 200
 
 
 @dataclass
@@ -138,7 +141,8 @@ def summarize(table: SampleTable, labels: np.ndarray, pred_probs: np.ndarray, qu
     flagged = np.flatnonzero(is_issue)
     worst = np.argsort(quality, kind="stable")[:TOP_N]
     pairs = Counter(f"{table.classes[labels[i]]}->{table.classes[best[i]]}" for i in flagged)
-    return {
+    accuracy = float(np.mean(best == labels))
+    summary = {
         "total": len(table),
         "flagged": int(len(flagged)),
         "top": [{"id": table.ids[i], "filepath": table.filepaths[i], "label": table.labels[i],
@@ -146,9 +150,15 @@ def summarize(table: SampleTable, labels: np.ndarray, pred_probs: np.ndarray, qu
         "flagged_per_class": {c: int(np.sum(is_issue & (labels == k))) for k, c in enumerate(table.classes)},
         "flagged_per_split": dict(Counter(table.splits[i] for i in flagged)),
         "flagged_given_to_suggested": dict(pairs.most_common(10)),
-        "oof_accuracy": round(float(np.mean(best == labels)), 4),
+        "oof_accuracy": round(accuracy, 4),
         "folds_used": folds,
     }
+    per_class = np.bincount(labels, minlength=len(table.classes))
+    median = int(np.median(per_class[per_class > 0]))
+    if median < RELIABLE_PER_CLASS:
+        summary["warning"] = (f"only ~{median} images per class: the out-of-fold classifier is weak "
+                              f"(accuracy {accuracy:.0%}), so treat these flags as hints")
+    return summary
 
 
 def classifier_features(ds: fo.Dataset) -> tuple[list[str], np.ndarray]:
