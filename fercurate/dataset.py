@@ -84,7 +84,11 @@ def list_datasets() -> list[str]:
 
 
 def delete(name: str) -> None:
+    """Delete the dataset, its decision log and its frozen versions (image files stay)."""
+    from fercurate import decisions, versions
     load(name).delete()
+    decisions.delete_for(name)
+    versions.delete_for(name)
 
 
 def _metadata(info: ImageInfo) -> fo.ImageMetadata:

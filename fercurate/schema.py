@@ -100,3 +100,48 @@ UMAP_BRAIN_KEY = "fercurate_umap"          # fiftyone.brain visualization key
 
 # class balance: dataset-level only
 INFO_BALANCE = "balance"
+FACE_ROLL = "face_roll"                    # eye-line angle in degrees (None without landmarks)
+
+# --- review: proposed fixes and the curator's decisions ------------------------------
+# Each signal's finding becomes a proposed fix, one embedded document per kind on the
+# sample (None when that kind is not proposed), so the App's sidebar can filter e.g.
+# ``fix_relabel.status``. The original label is never overwritten: CURATED_LABEL and
+# CURATED_DROP are derived from the accepted fixes and rewritten with every decision.
+RELABEL, DROP_DUPLICATE, DROP_NONFACE, DROP_QUALITY, USE_CROP = (
+    "relabel", "drop_duplicate", "drop_nonface", "drop_quality", "use_crop")
+FIX_KINDS: tuple[str, ...] = (RELABEL, DROP_DUPLICATE, DROP_NONFACE, DROP_QUALITY, USE_CROP)
+DROP_KINDS: tuple[str, ...] = (DROP_DUPLICATE, DROP_NONFACE, DROP_QUALITY)
+PENDING, ACCEPTED, REJECTED = "pending", "accepted", "rejected"
+FIX_STATUSES: tuple[str, ...] = (PENDING, ACCEPTED, REJECTED)
+ACCEPT, REJECT, UNDO, SET_LABEL = "accept", "reject", "undo", "set_label"   # decision actions
+
+
+def fix_field(kind: str) -> str:
+    """The sample field holding the proposed fix of ``kind``, e.g. ``fix_relabel``."""
+    return f"fix_{kind}"
+
+
+# keys of a fix document
+FIX_STATUS = "status"          # one of FIX_STATUSES
+FIX_SCORE = "score"            # the evidence score (lower = stronger case for the fix)
+FIX_TARGET = "target"          # relabel: the label it would set
+FIX_PROPOSED_BY = "proposed_by"  # signal name, or "manual" for a label set by hand
+FIX_CURATOR = "curator"        # who decided last (None while pending)
+FIX_DECIDED_AT = "decided_at"  # when (UTC ISO string, None while pending)
+
+CURATED_LABEL = "curated_label"    # fo.Classification: the label after accepted fixes
+CURATED_DROP = "curated_drop"      # True when an accepted fix drops the sample
+
+#: Saved views, one review queue per fix kind, pending first, strongest evidence first.
+QUEUE_VIEWS: dict[str, str] = {
+    RELABEL: "review-label-issues",
+    DROP_DUPLICATE: "review-duplicates",
+    DROP_NONFACE: "review-nonface",
+    DROP_QUALITY: "review-quality",
+    USE_CROP: "review-crops",
+}
+
+# --- MongoDB collections fercurate owns (beside FiftyOne's) --------------------------
+DECISIONS_COLLECTION = "fercurate_decisions"   # append-only audit log of every decision
+VERSIONS_COLLECTION = "fercurate_versions"     # frozen versions (immutable once written)
+RAW_VERSION = "raw"                            # always available: every sample, original labels

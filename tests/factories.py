@@ -71,3 +71,62 @@ def ingest_images(root: Path, images: dict[str, np.ndarray], name: str):
     ds = fo.load_dataset(name)
     ids, paths = ds.values(["id", "filepath"])
     return ds, {Path(p).stem.removeprefix("Training_"): i for i, p in zip(ids, paths)}
+
+
+def planted_review_dataset(root: Path, name: str):
+    """A small FER2013-layout dataset (7 classes x 2 x 3 splits = 42 samples) whose signal
+    fields are set by hand, so each fix kind is proposed for known samples.
+
+    Returns ``(ds, planted)`` with planted = {role: sample id}: "mislabeled" (angry,
+    suggested happy), "keeper" / "duplicate" (one group, the duplicate in train),
+    "nonface", "blank" (low quality), "tilted" (aligned crop, 20 degrees roll), and
+    "clean" (no finding).
+    """
+    import fiftyone as fo
+
+    from fercurate import dataset
+    from fercurate.sources import read_source
+
+    fer2013_folder(root, per_class=2)
+    dataset.ingest(read_source(root), name)
+    ds = fo.load_dataset(name)
+    ids, labels, splits = ds.values(["id", "ground_truth.label", "split"])
+    by = {}
+    for i, lab, sp in zip(ids, labels, splits):
+        by.setdefault((lab, sp), []).append(i)
+    planted = {"mislabeled": by[("angry", "train")][0], "keeper": by[("sad", "test")][0],
+               "duplicate": by[("sad", "train")][0], "nonface": by[("fear", "train")][0],
+               "blank": by[("neutral", "train")][0], "tilted": by[("happy", "train")][0],
+               "clean": by[("surprise", "train")][0]}
+    classes = list(schema.EMOTIONS)
+    crop = root / "aligned.png"
+    write_image(crop, 999)
+
+    def one_hot(label: str, p: float = 0.8) -> list[float]:
+        rest = (1 - p) / (len(classes) - 1)
+        return [p if c == label else rest for c in classes]
+
+    values = {
+        schema.IS_LABEL_ISSUE: {i: i == planted["mislabeled"] for i in ids},
+        schema.LABEL_QUALITY: {i: 0.05 if i == planted["mislabeled"] else 0.8 for i in ids},
+        schema.SUGGESTED_LABEL: {i: fo.Classification(label="happy" if i == planted["mislabeled"] else lab, confidence=0.8)
+                                 for i, lab in zip(ids, labels)},
+        schema.OOF_PROBS: {i: one_hot("happy" if i == planted["mislabeled"] else lab) for i, lab in zip(ids, labels)},
+        schema.DUP_GROUP: {i: ("g1" if i in (planted["keeper"], planted["duplicate"]) else None) for i in ids},
+        schema.DUP_KEEPER: {i: i == planted["keeper"] for i in ids},
+        schema.IS_DUPLICATE: {i: i == planted["duplicate"] for i in ids},
+        schema.DUP_SCORE: {i: 0.0 if i == planted["duplicate"] else 1.0 for i in ids},
+        schema.DUP_KIND: {i: ("exact" if i in (planted["keeper"], planted["duplicate"]) else None) for i in ids},
+        schema.DUP_LABEL_CONFLICT: {i: False for i in ids},
+        schema.DUP_CROSS_SPLIT: {i: i in (planted["keeper"], planted["duplicate"]) for i in ids},
+        schema.IS_NON_FACE: {i: i == planted["nonface"] for i in ids},
+        schema.FACE_SCORE: {i: 0.0 if i == planted["nonface"] else 0.9 for i in ids},
+        schema.IS_LOW_QUALITY: {i: i == planted["blank"] for i in ids},
+        schema.QUALITY_SCORE: {i: 0.1 if i == planted["blank"] else 0.9 for i in ids},
+        schema.QUALITY_ISSUES: {i: (["blank"] if i == planted["blank"] else []) for i in ids},
+        schema.ALIGNED_FILEPATH: {i: (str(crop) if i == planted["tilted"] else None) for i in ids},
+        schema.FACE_ROLL: {i: (20.0 if i == planted["tilted"] else 1.0) for i in ids},
+    }
+    for field, by_id in values.items():
+        ds.set_values(field, by_id, key_field="id")
+    return ds, planted

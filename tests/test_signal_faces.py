@@ -106,6 +106,10 @@ def test_the_rotated_face_was_tilted_before_alignment(analysed):
     ds, ids = analysed
     dy, distance = eye_tilt_px(rotated(real_face(REAL_FACES[0]), 20))
     assert abs(np.degrees(np.arcsin(dy / distance))) > 12  # so the level crop above proves a rotation
+    # the stored roll says so too: about 20 degrees off the upright original's
+    roll = ds[ids["rotated"]][schema.FACE_ROLL]
+    assert abs(abs(roll - ds[ids["real0"]][schema.FACE_ROLL]) - 20) < 6
+    assert ds[ids["blank"]][schema.FACE_ROLL] is None
 
 
 @pytest.mark.parametrize("stem", ["text", "icon", "blank"])

@@ -180,6 +180,17 @@ def alignment_matrix(landmarks: np.ndarray, params: FacesParams) -> np.ndarray:
     return m
 
 
+def eye_roll(ds: fo.Dataset, table: SampleTable, eye_vector: np.ndarray) -> list[float | None]:
+    """Each image's eye-line angle in degrees (None without landmarks): how much the
+    aligned crop rotates it, one of the reasons the review proposes using the crop.
+    ``eye_vector`` is in relative coordinates, so it is scaled back to pixels first."""
+    ids, widths, heights = ds.values(["id", "metadata.width", "metadata.height"])
+    size = {i: (w or 1, h or 1) for i, w, h in zip(ids, widths, heights)}
+    d = eye_vector * np.array([size[i] for i in table.ids])
+    roll = np.degrees(np.arctan2(d[:, 1], d[:, 0]))
+    return [None if np.isnan(r) else round(float(r), 2) for r in roll]
+
+
 def aligned_crop(gray: np.ndarray, landmarks: np.ndarray, params: FacesParams) -> np.ndarray:
     m = alignment_matrix(landmarks, params)
     return cv2.warpAffine(gray, m, (params.crop_px, params.crop_px), flags=cv2.INTER_LINEAR,
@@ -324,6 +335,7 @@ class FacesSignal(Signal):
                   [_detection(b, s) for b, s in zip(res["box"], res["face_score"])])
         set_field(ds, schema.IS_NON_FACE, table.ids, non_face.tolist())
         set_field(ds, schema.ALIGNMENT, table.ids, status.tolist())
+        set_field(ds, schema.FACE_ROLL, table.ids, eye_roll(ds, table, res["eye_vector"]))
         set_field(ds, schema.ALIGNED_FILEPATH, table.ids,
                   [str(crop_dir / f"{i}.png") if a else None for i, a in zip(table.ids, res["has_mesh"])])
         self._write_landmarks(ds, table, store, keys)
@@ -344,6 +356,7 @@ class FacesSignal(Signal):
         ds.add_sample_field(schema.FACE_SCORE, fo.FloatField)
         ds.add_sample_field(schema.IS_NON_FACE, fo.BooleanField)
         ds.add_sample_field(schema.ALIGNMENT, fo.StringField)
+        ds.add_sample_field(schema.FACE_ROLL, fo.FloatField)
         ds.add_sample_field(schema.ALIGNED_FILEPATH, fo.StringField)
         ds.add_sample_field(schema.FACE_DETECTION, fo.EmbeddedDocumentField, embedded_doc_type=fo.Detection)
         ds.add_sample_field(schema.FACE_LANDMARKS, fo.EmbeddedDocumentField, embedded_doc_type=fo.Keypoints)
@@ -379,11 +392,15 @@ class FacesSignal(Signal):
 
 
 def _load_results(store: ChunkStore, keys: list[tuple[str, slice]]) -> dict[str, np.ndarray]:
-    """face_score, seen_on_retry, box and has_mesh of every sample, from the saved chunks."""
-    parts: dict[str, list[np.ndarray]] = {"face_score": [], "seen_on_retry": [], "box": [], "has_mesh": []}
+    """face_score, seen_on_retry, box, has_mesh and eye_vector (right minus left eye centre,
+    relative coordinates) of every sample, from the saved chunks."""
+    parts: dict[str, list[np.ndarray]] = {"face_score": [], "seen_on_retry": [], "box": [], "has_mesh": [],
+                                          "eye_vector": []}
+    left, right = _eye_indices()
     for key, _ in keys:
         arrays = store.load(key)
         arrays["has_mesh"] = ~np.isnan(arrays["landmarks"][:, 0, 0])
+        arrays["eye_vector"] = arrays["landmarks"][:, right].mean(axis=1) - arrays["landmarks"][:, left].mean(axis=1)
         for k in parts:
             parts[k].append(arrays[k])
     return {k: np.concatenate(v) for k, v in parts.items()}

@@ -1,0 +1,352 @@
+"""Proposed fixes and the curator's decisions on them.
+
+Every signal's finding becomes a *proposed fix* on the sample, one document per kind
+(``schema.fix_field(kind)``): relabel to the suggested label, drop a duplicate (the
+group's keeper stays), drop a non-face, drop a low-quality image, use the aligned crop.
+A fix carries its evidence and a status (pending / accepted / rejected) with who decided
+and when. The given label is never overwritten: ``curated_label`` and ``curated_drop``
+are derived from the accepted fixes and rewritten in the same step as each decision.
+
+Every decision is also appended to the audit log (:mod:`fercurate.decisions`) before the
+sample changes, so nothing a curator did is lost to a crash, two curators deciding the
+same fix both stay on record (the later one is the fix's status, with their name on
+it), and any decision can be undone.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import fiftyone as fo
+from fiftyone import ViewField as F
+
+from fercurate import config, decisions, schema
+from fercurate.errors import FercurateError
+
+#: use_crop is proposed when the eye line is tilted at least this much (degrees) ...
+CROP_MIN_ROLL = 10.0
+#: ... or the detected face covers less than this fraction of the image
+CROP_MAX_FACE_AREA = 0.4
+
+FIX_FIELDS = {kind: schema.fix_field(kind) for kind in schema.FIX_KINDS}
+
+
+# --- proposing ------------------------------------------------------------------------
+
+@dataclass
+class Proposal:
+    """What a signal says about one sample for one fix kind."""
+
+    score: float          # lower = stronger case for the fix (the signals' convention)
+    proposed_by: str
+    evidence: dict        # kind-specific extras stored on the fix (target, group, ...)
+
+
+def _column(ds: fo.Dataset, path: str) -> list:
+    """A field's values in ``ds`` order, or Nones when the field does not exist yet."""
+    if not ds.has_sample_field(path.split(".")[0]):
+        return [None] * len(ds)
+    return ds.values(path)
+
+
+def _relabel(ds: fo.Dataset) -> list[Proposal | None]:
+    flags, quality = _column(ds, schema.IS_LABEL_ISSUE), _column(ds, schema.LABEL_QUALITY)
+    suggested = _column(ds, f"{schema.SUGGESTED_LABEL}.label")
+    confidence = _column(ds, f"{schema.SUGGESTED_LABEL}.confidence")
+    given = ds.values(f"{schema.GROUND_TRUTH}.label")
+    return [Proposal(q, "label_issues", {schema.FIX_TARGET: s, "confidence": c})
+            if f and s and s != g else None
+            for f, q, s, c, g in zip(flags, quality, suggested, confidence, given)]
+
+
+def _drop_duplicate(ds: fo.Dataset) -> list[Proposal | None]:
+    cols = [_column(ds, f) for f in (schema.IS_DUPLICATE, schema.DUP_SCORE, schema.DUP_GROUP, schema.DUP_KIND,
+                                     schema.DUP_LABEL_CONFLICT, schema.DUP_CROSS_SPLIT)]
+    return [Proposal(score, "duplicates", {"group": group, "dup_kind": kind, "label_conflict": bool(conflict),
+                                           "cross_split": bool(cross)})
+            if flag else None for flag, score, group, kind, conflict, cross in zip(*cols)]
+
+
+def _drop_nonface(ds: fo.Dataset) -> list[Proposal | None]:
+    flags, scores = _column(ds, schema.IS_NON_FACE), _column(ds, schema.FACE_SCORE)
+    return [Proposal(s or 0.0, "faces", {}) if f else None for f, s in zip(flags, scores)]
+
+
+def _drop_quality(ds: fo.Dataset) -> list[Proposal | None]:
+    flags, scores = _column(ds, schema.IS_LOW_QUALITY), _column(ds, schema.QUALITY_SCORE)
+    issues = _column(ds, schema.QUALITY_ISSUES)
+    return [Proposal(s, "quality", {"issues": list(i or [])}) if f else None for f, s, i in zip(flags, scores, issues)]
+
+
+def _use_crop(ds: fo.Dataset) -> list[Proposal | None]:
+    """The crop is worth a look where it changes the image: a tilted head or a small face."""
+    aligned, roll = _column(ds, schema.ALIGNED_FILEPATH), _column(ds, schema.FACE_ROLL)
+    box = _column(ds, f"{schema.FACE_DETECTION}.bounding_box")
+    out: list[Proposal | None] = []
+    for path, r, b in zip(aligned, roll, box):
+        tilt = abs(r) if r is not None else 0.0
+        area = b[2] * b[3] if b else 1.0
+        if path and (tilt >= CROP_MIN_ROLL or area < CROP_MAX_FACE_AREA):
+            score = max(0.0, min(1.0 - tilt / 45.0, area / CROP_MAX_FACE_AREA / 2))
+            out.append(Proposal(round(score, 4), "faces", {"roll": r, "face_area": round(area, 4)}))
+        else:
+            out.append(None)
+    return out
+
+
+PROPOSERS = {
+    schema.RELABEL: _relabel,
+    schema.DROP_DUPLICATE: _drop_duplicate,
+    schema.DROP_NONFACE: _drop_nonface,
+    schema.DROP_QUALITY: _drop_quality,
+    schema.USE_CROP: _use_crop,
+}
+
+
+def _fix_doc(kind: str, p: Proposal) -> fo.DynamicEmbeddedDocument:
+    return fo.DynamicEmbeddedDocument(**{
+        schema.FIX_STATUS: schema.PENDING, schema.FIX_SCORE: None if p.score is None else float(p.score),
+        schema.FIX_PROPOSED_BY: p.proposed_by, schema.FIX_CURATOR: None, schema.FIX_DECIDED_AT: None,
+        **p.evidence})
+
+
+def declare_fields(ds: fo.Dataset) -> None:
+    """Declare the fix documents' keys, so the App's sidebar can filter on them."""
+    have = ds.get_field_schema(flat=True)
+    for field in FIX_FIELDS.values():
+        if field not in have:
+            ds.add_sample_field(field, fo.EmbeddedDocumentField, embedded_doc_type=fo.DynamicEmbeddedDocument)
+        for key, ftype in ((schema.FIX_STATUS, fo.StringField), (schema.FIX_SCORE, fo.FloatField),
+                           (schema.FIX_PROPOSED_BY, fo.StringField), (schema.FIX_CURATOR, fo.StringField),
+                           (schema.FIX_DECIDED_AT, fo.StringField)):
+            if f"{field}.{key}" not in have:
+                ds.add_sample_field(f"{field}.{key}", ftype)
+    if f"{FIX_FIELDS[schema.RELABEL]}.{schema.FIX_TARGET}" not in have:
+        ds.add_sample_field(f"{FIX_FIELDS[schema.RELABEL]}.{schema.FIX_TARGET}", fo.StringField)
+    if schema.CURATED_LABEL not in have:
+        ds.add_sample_field(schema.CURATED_LABEL, fo.EmbeddedDocumentField, embedded_doc_type=fo.Classification)
+    if schema.CURATED_DROP not in have:
+        ds.add_sample_field(schema.CURATED_DROP, fo.BooleanField)
+
+
+def propose(ds: fo.Dataset) -> dict[str, int]:
+    """Turn the signals' fields into fix documents; returns pending fixes per kind.
+
+    Idempotent. A decided fix (or a label set by hand) is kept as it is: re-running a
+    signal never undoes a curator's work. A pending fix is refreshed with the new
+    evidence, or withdrawn when its signal no longer proposes it.
+    """
+    declare_fields(ds)
+    ids = ds.values("id")
+    pending: dict[str, int] = {}
+    for kind, field in FIX_FIELDS.items():
+        proposals = PROPOSERS[kind](ds)
+        current = ds.values(field)
+        new = [cur if cur is not None and cur[schema.FIX_STATUS] != schema.PENDING
+               else (_fix_doc(kind, p) if p is not None else None)
+               for cur, p in zip(current, proposals)]
+        changed = {i: n for i, c, n in zip(ids, current, new) if not _same(c, n)}
+        if changed:
+            ds.set_values(field, changed, key_field="id")
+        pending[kind] = sum(1 for n in new if n is not None and n[schema.FIX_STATUS] == schema.PENDING)
+    _write_curated(ds, ds)
+    save_queue_views(ds)
+    return pending
+
+
+def _same(a, b) -> bool:
+    if a is None or b is None:
+        return a is b
+    return a.to_dict() == b.to_dict()
+
+
+# --- curated label --------------------------------------------------------------------
+
+def curated(fixes: dict[str, dict | None], given: str | None) -> tuple[str | None, bool]:
+    """(label, dropped) after the accepted fixes of one sample."""
+    relabel = fixes.get(schema.RELABEL)
+    label = relabel[schema.FIX_TARGET] if relabel and relabel[schema.FIX_STATUS] == schema.ACCEPTED else given
+    dropped = any((fixes.get(k) or {}).get(schema.FIX_STATUS) == schema.ACCEPTED for k in schema.DROP_KINDS)
+    return label, dropped
+
+
+def _fix_columns(view) -> tuple[list[str], list[str | None], dict[str, list]]:
+    ids, given = view.values(["id", f"{schema.GROUND_TRUTH}.label"])
+    cols = {kind: [d.to_dict() if d is not None else None for d in view.values(field)]
+            for kind, field in FIX_FIELDS.items()}
+    return ids, given, cols
+
+
+def _write_curated(ds: fo.Dataset, view) -> None:
+    """Rewrite the curated fields of the samples in ``view`` from their fixes."""
+    ids, given, cols = _fix_columns(view)
+    labels, drops = {}, {}
+    for i, sid in enumerate(ids):
+        label, dropped = curated({k: cols[k][i] for k in cols}, given[i])
+        labels[sid] = fo.Classification(label=label) if label else None
+        drops[sid] = dropped
+    ds.set_values(schema.CURATED_LABEL, labels, key_field="id")
+    ds.set_values(schema.CURATED_DROP, drops, key_field="id")
+
+
+# --- deciding -------------------------------------------------------------------------
+
+def _check_kinds(kinds: Iterable[str] | None) -> list[str] | None:
+    if kinds is None:
+        return None
+    kinds = list(kinds)
+    unknown = [k for k in kinds if k not in schema.FIX_KINDS]
+    if unknown:
+        raise FercurateError(f"unknown fix kind(s) {', '.join(unknown)}; choose from {', '.join(schema.FIX_KINDS)}")
+    return kinds
+
+
+def _apply(ds: fo.Dataset, changes: list[decisions.Change]) -> int:
+    """Log the changes, then write the fix documents and the curated fields."""
+    if not changes:
+        return 0
+    decisions.append(ds, changes)
+    by_kind: dict[str, dict[str, fo.DynamicEmbeddedDocument | None]] = defaultdict(dict)
+    for c in changes:
+        by_kind[c.kind][c.sample_id] = fo.DynamicEmbeddedDocument(**c.after) if c.after is not None else None
+    for kind, values in by_kind.items():
+        ds.set_values(FIX_FIELDS[kind], values, key_field="id")
+    _write_curated(ds, ds.select(sorted({c.sample_id for c in changes})))
+    return len(changes)
+
+
+def _existing_ids(ds: fo.Dataset, ids: Iterable[str]) -> list[str]:
+    ids = list(dict.fromkeys(ids))
+    found = ds.select(ids).values("id")
+    if len(found) != len(ids):
+        missing = sorted(set(ids) - set(found))
+        raise FercurateError(f"{len(missing)} sample id(s) not in dataset '{ds.name}', e.g. {missing[0]}")
+    return ids
+
+
+def decide(ds: fo.Dataset, ids: Iterable[str], action: str, kinds: Iterable[str] | None = None,
+           curator: str | None = None) -> int:
+    """Accept or reject fixes of the given samples; returns how many fixes changed.
+
+    ``kinds=None`` decides every *pending* fix of those samples (a bulk pass over a
+    queue); naming kinds decides those fixes whatever their status (a change of mind).
+    """
+    if action not in (schema.ACCEPT, schema.REJECT):
+        raise FercurateError(f"unknown action '{action}'; choose {schema.ACCEPT} or {schema.REJECT}")
+    kinds = _check_kinds(kinds)
+    ids = _existing_ids(ds, ids)
+    curator = curator or config.curator()
+    status = schema.ACCEPTED if action == schema.ACCEPT else schema.REJECTED
+    at = decisions.now()
+    view = ds.select(ids, ordered=True)
+    sample_ids, _, cols = _fix_columns(view)
+    changes = []
+    for kind in kinds or schema.FIX_KINDS:
+        for sid, before in zip(sample_ids, cols[kind]):
+            if before is None or (kinds is None and before[schema.FIX_STATUS] != schema.PENDING):
+                continue
+            after = {**before, schema.FIX_STATUS: status, schema.FIX_CURATOR: curator, schema.FIX_DECIDED_AT: at}
+            changes.append(decisions.Change(sid, kind, action, before, after, curator, at))
+    return _apply(ds, changes)
+
+
+def set_label(ds: fo.Dataset, ids: Iterable[str], label: str, curator: str | None = None) -> int:
+    """Set the curated label by hand (any class of the dataset), accepted at once."""
+    classes = list(ds.info.get(schema.INFO_CLASSES) or ds.default_classes or [])
+    if classes and label not in classes:
+        raise FercurateError(f"'{label}' is not a class of dataset '{ds.name}'; choose from {', '.join(classes)}")
+    ids = _existing_ids(ds, ids)
+    curator = curator or config.curator()
+    at = decisions.now()
+    sample_ids, _, cols = _fix_columns(ds.select(ids, ordered=True))
+    changes = []
+    for sid, before in zip(sample_ids, cols[schema.RELABEL]):
+        after = {schema.FIX_STATUS: schema.ACCEPTED, schema.FIX_SCORE: None, schema.FIX_PROPOSED_BY: "manual",
+                 schema.FIX_TARGET: label, schema.FIX_CURATOR: curator, schema.FIX_DECIDED_AT: at}
+        if before is not None:
+            after = {**before, **{k: v for k, v in after.items() if k != schema.FIX_SCORE},
+                     schema.FIX_PROPOSED_BY: "manual"}
+        changes.append(decisions.Change(sid, schema.RELABEL, schema.SET_LABEL, before, after, curator, at))
+    return _apply(ds, changes)
+
+
+def undo(ds: fo.Dataset, ids: Iterable[str], kinds: Iterable[str] | None = None, curator: str | None = None) -> int:
+    """Take back the latest (not yet undone) decision on each fix: the fix returns to what
+    it was before it. Repeated undos walk further back. Returns how many fixes changed."""
+    kinds = _check_kinds(kinds)
+    ids = _existing_ids(ds, ids)
+    curator = curator or config.curator()
+    at = decisions.now()
+    changes = []
+    for record in decisions.latest_effective(ds, ids, kinds or schema.FIX_KINDS):
+        changes.append(decisions.Change(record["sample_id"], record["kind"], schema.UNDO, record["after"],
+                                        record["before"], curator, at, undoes=record["_id"]))
+    return _apply(ds, changes)
+
+
+# --- queues ---------------------------------------------------------------------------
+
+def counts(ds: fo.Dataset) -> dict[str, dict[str, int]]:
+    """{kind: {status: n}} with every status listed."""
+    out = {}
+    for kind, field in FIX_FIELDS.items():
+        have = ds.count_values(f"{field}.{schema.FIX_STATUS}") if ds.has_sample_field(field) else {}
+        out[kind] = {s: int(have.get(s, 0)) for s in schema.FIX_STATUSES}
+    return out
+
+
+def queue_view(ds: fo.Dataset, kind: str) -> fo.DatasetView:
+    """Samples with a ``kind`` fix: pending first, then by evidence (strongest first);
+    duplicates stay next to their group."""
+    _check_kinds([kind])
+    field = FIX_FIELDS[kind]
+    view = ds.exists(field)
+    pending_last = (F(f"{field}.{schema.FIX_STATUS}") != schema.PENDING)
+    if kind == schema.DROP_DUPLICATE:
+        return view.sort_by([(pending_last, 1), (F(schema.DUP_GROUP), 1), (F(schema.DUP_KEEPER), -1)])
+    return view.sort_by([(pending_last, 1), (F(f"{field}.{schema.FIX_SCORE}"), 1)])
+
+
+def save_queue_views(ds: fo.Dataset) -> None:
+    """Save one view per queue (``review-label-issues`` ...) for the App's view menu."""
+    for kind, name in schema.QUEUE_VIEWS.items():
+        ds.save_view(name, queue_view(ds, kind), description=f"fercurate review queue: {kind} fixes",
+                     overwrite=True)
+
+
+def next_pending(ds: fo.Dataset, kind: str, after_id: str | None = None) -> str | None:
+    """The id of the next pending sample of a queue (after ``after_id``), or None."""
+    view = queue_view(ds, kind).match(F(f"{FIX_FIELDS[kind]}.{schema.FIX_STATUS}") == schema.PENDING)
+    ids = view.limit(2).values("id") if after_id else view.limit(1).values("id")
+    ids = [i for i in ids if i != after_id]
+    return ids[0] if ids else None
+
+
+# --- evidence for the review panel ----------------------------------------------------
+
+def evidence(ds: fo.Dataset, sample_id: str) -> dict:
+    """Everything the review panel shows for one sample, JSON-able."""
+    s = ds[sample_id]
+    classes = list(ds.info.get(schema.INFO_CLASSES) or [])
+    probs = s[schema.OOF_PROBS] if ds.has_sample_field(schema.OOF_PROBS) else None
+    fixes = {k: s[f].to_dict() for k, f in FIX_FIELDS.items() if ds.has_sample_field(f) and s[f] is not None}
+    for fix in fixes.values():
+        fix.pop("_cls", None)
+    group = []
+    if ds.has_sample_field(schema.DUP_GROUP) and s[schema.DUP_GROUP] is not None:
+        members = ds.match(F(schema.DUP_GROUP) == s[schema.DUP_GROUP])
+        for mid, path, label, split, keeper in zip(*members.values(
+                ["id", "filepath", f"{schema.GROUND_TRUTH}.label", schema.SPLIT, schema.DUP_KEEPER])):
+            group.append({"id": mid, "filepath": path, "label": label, "split": split, "keeper": bool(keeper)})
+    curated_label = s[schema.CURATED_LABEL] if ds.has_sample_field(schema.CURATED_LABEL) else None
+    return {
+        "id": s.id, "filepath": s.filepath, "split": s[schema.SPLIT],
+        "label": s[schema.GROUND_TRUTH].label if s[schema.GROUND_TRUTH] else None,
+        "curated_label": curated_label.label if curated_label else None,
+        "curated_drop": bool(s[schema.CURATED_DROP]) if ds.has_sample_field(schema.CURATED_DROP) else False,
+        "aligned_filepath": s[schema.ALIGNED_FILEPATH] if ds.has_sample_field(schema.ALIGNED_FILEPATH) else None,
+        "probs": dict(zip(classes, probs)) if probs and len(probs) == len(classes) else None,
+        "fixes": fixes, "group": group, "history": decisions.history(ds, sample_id),
+    }
