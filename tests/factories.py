@@ -130,3 +130,62 @@ def planted_review_dataset(root: Path, name: str):
     for field, by_id in values.items():
         ds.set_values(field, by_id, key_field="id")
     return ds, planted
+
+
+def findings_dataset(root: Path, name: str):
+    """Ingest 42 synthetic images (6 per class), plant findings, propose fixes."""
+    import fiftyone as fo
+
+    from fercurate import dataset
+    from fercurate.sources import read_source
+
+    dataset.ingest(read_source(fer2013_folder(root, per_class=2)), name)
+    ds = fo.load_dataset(name)
+    return ds, plant_findings(ds)
+
+
+def plant_findings(ds) -> dict[str, str]:
+    """Set signal fields by hand on an ingested dataset (>= 41 samples, 7 classes) and
+    propose fixes; returns the planted roles -> sample id: ``issue0..2`` (label issues
+    suggesting another class), ``keeper``/``dup`` (a duplicate pair), ``nonface``,
+    ``blurry``, and ``clean`` (no finding)."""
+    import fiftyone as fo
+
+    from fercurate import fixes
+
+    ids, labels = ds.values(["id", f"{schema.GROUND_TRUTH}.label"])
+    roles = {"issue0": ids[0], "issue1": ids[7], "issue2": ids[14], "keeper": ids[20], "dup": ids[21],
+             "nonface": ids[28], "blurry": ids[35], "clean": ids[40]}
+    classes = list(schema.EMOTIONS)
+    ds.info[schema.INFO_CLASSES] = classes
+    ds.save()
+    label_of = dict(zip(ids, labels))
+
+    issue, quality, suggested, probs = {}, {}, {}, {}
+    for k, role in enumerate(("issue0", "issue1", "issue2")):
+        sid = roles[role]
+        other = classes[(classes.index(label_of[sid]) + 1) % len(classes)]
+        p = [0.02] * len(classes)
+        p[classes.index(other)] = 0.8
+        p[classes.index(label_of[sid])] = 0.08
+        issue[sid], quality[sid] = True, 0.05 + 0.01 * k
+        suggested[sid], probs[sid] = fo.Classification(label=other, confidence=0.8), p
+    set_fields(ds, {schema.IS_LABEL_ISSUE: issue, schema.LABEL_QUALITY: quality,
+                    schema.SUGGESTED_LABEL: suggested, schema.OOF_PROBS: probs})
+    pair = [roles["keeper"], roles["dup"]]
+    set_fields(ds, {schema.DUP_GROUP: {i: "g1" for i in pair}, schema.DUP_KIND: {i: "exact" for i in pair},
+                    schema.DUP_KEEPER: {roles["keeper"]: True, roles["dup"]: False},
+                    schema.IS_DUPLICATE: {roles["keeper"]: False, roles["dup"]: True},
+                    schema.DUP_SCORE: {i: 0.0 for i in pair},
+                    schema.DUP_LABEL_CONFLICT: {i: label_of[pair[0]] != label_of[pair[1]] for i in pair},
+                    schema.DUP_CROSS_SPLIT: {i: False for i in pair}})
+    set_fields(ds, {schema.IS_NON_FACE: {roles["nonface"]: True}, schema.FACE_SCORE: {roles["nonface"]: 0.0}})
+    set_fields(ds, {schema.IS_LOW_QUALITY: {roles["blurry"]: True}, schema.QUALITY_SCORE: {roles["blurry"]: 0.1},
+                    schema.QUALITY_ISSUES: {roles["blurry"]: ["blurry"]}})
+    fixes.propose(ds)
+    return roles
+
+
+def set_fields(ds, values: dict[str, dict]) -> None:
+    for field, by_id in values.items():
+        ds.set_values(field, by_id, key_field="id")
