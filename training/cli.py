@@ -1,27 +1,159 @@
-"""The ``training`` command line (placeholder until the training package lands)."""
+"""The ``training`` command line: manifest in, run folder (report, metrics, ONNX student) out."""
 
 from __future__ import annotations
 
 import argparse
+import io
+import os
+import signal
 import sys
+import threading
+
+from training.errors import TrainingError
+
+EPILOG = """\
+examples:
+  fercurate export --view clean_v2 | training --profile cpu --out runs/clean_v2
+  training --manifest clean_v2.jsonl --profile smoke --out /tmp/smoke
+  training --manifest clean_v2.jsonl --ablations --teachers resnet18,convnext_atto --out runs/ablate
+  training --manifest clean_v2.jsonl --eval-manifest raw.jsonl --out runs/clean_vs_raw
+  training --resume --out runs/clean_v2            # continue after an interruption
+  torchrun --nproc_per_node 4 -m training.cli --manifest m.jsonl --profile paper --device cuda --out runs/gpu
+
+stages: validate manifest -> train teachers -> measure teacher strength per emotion on val
+        -> distill the student (--mode) -> adversarial fine-tuning (PGD) -> evaluate, export ONNX, report.md
+profiles: smoke (seconds, tests); cpu (full FER2013 on 2 cores: one --mode ~35 min, --ablations ~75 min);
+          paper (full schedule, for GPUs). Under torchrun pass --manifest (stdin is not shared by the ranks).
+exit codes: 0 done, 2 bad input (one-line message), 3 interrupted: --stop-after-steps, Ctrl-C or SIGTERM
+            write a checkpoint first (resume with --resume --out DIR)
+"""
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from training.eadd import MODES
+    from training.profiles import PROFILES
+
     p = argparse.ArgumentParser(
-        prog="training",
-        description="Train a small, robust emotion model from a fercurate manifest: several teacher "
-                    "networks, Emotion-Aware Dynamic Distillation into a hybrid CNN-Transformer student, "
-                    "then adversarial fine-tuning. Not implemented yet in this version.",
-        epilog="usage once available: fercurate export --view clean_v1 | training",
-    )
-    p.add_argument("--manifest", help="manifest file (default: read JSON lines from stdin)")
+        prog="training", formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG,
+        description="Train a small, robust emotion model from a fercurate manifest: teacher networks, "
+                    "Emotion-Aware Dynamic Distillation (EADD) into a hybrid CNN-Transformer student, then "
+                    "adversarial fine-tuning. The manifest is read from --manifest, or from stdin when it is piped.")
+    p.add_argument("--manifest", metavar="FILE", help="manifest from `fercurate export` (default: stdin when piped)")
+    p.add_argument("--out", metavar="DIR", help="run folder (default: runs/<dataset>-<version>-<profile>)")
+    p.add_argument("--profile", default="cpu", choices=list(PROFILES), help="schedule and budget (default: cpu)")
+    modes = p.add_mutually_exclusive_group()
+    modes.add_argument("--mode", choices=MODES, default="eadd",
+                       help="ce = student alone, kd = uniform multi-teacher KD, eadd = emotion-aware weighting (default)")
+    modes.add_argument("--ablations", action="store_true", help="train all three students (ce, kd, eadd) "
+                       "against the same trained teachers")
+    p.add_argument("--teachers", metavar="A,B", help="comma-separated teacher names (default: the profile's; "
+                   "see --list-models)")
+    p.add_argument("--eval-manifest", metavar="FILE", help="also evaluate the final students on this manifest's "
+                   "test split (e.g. raw vs curated on the same test images)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint, "
+                   "with the settings and manifest copy it was started with (stdin is not read)")
+    p.add_argument("--seed", type=int, help="random seed (default 0)")
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="default: cuda if available")
+    p.add_argument("--threads", type=int, metavar="N", help="CPU threads for torch (default: torch's choice; "
+                   "on a busy shared machine 1 is often faster)")
+    p.add_argument("--epochs", metavar="T,S,A", help="override epochs: teachers,student,adversarial "
+                   "(fractions allowed, e.g. 2,4,0.5)")
+    p.add_argument("--stop-after-steps", type=int, metavar="N", help="checkpoint and stop after N optimizer steps "
+                   "(time-boxed jobs; continue with --resume)")
+    p.add_argument("--list-models", action="store_true", help="list registered teachers and students, then exit")
     return p
 
 
+def _parse_epochs(text: str | None) -> dict:
+    if text is None:
+        return {}
+    try:
+        t, s, a = (float(v) for v in text.split(","))
+    except ValueError:
+        raise TrainingError(f"--epochs {text!r}: give three numbers teachers,student,adversarial, e.g. 2,4,0.5") from None
+    if min(t, s, a) < 0:
+        raise TrainingError(f"--epochs {text!r}: epochs cannot be negative")
+    return {"teacher_epochs": t, "student_epochs": s, "adv_epochs": a}
+
+
+def _stdin_lines():
+    """stdin as UTF-8 lines kept byte-exact (no newline translation), so the content hash can match."""
+    if not hasattr(sys.stdin, "buffer"):
+        return sys.stdin
+    stream = io.TextIOWrapper(sys.stdin.buffer, encoding="utf-8", newline="")
+    try:
+        return list(stream)
+    except UnicodeDecodeError:
+        raise TrainingError("<stdin>: not UTF-8 text; pipe the output of `fercurate export --view NAME`") from None
+
+
+def _read_manifests(args: argparse.Namespace):
+    from training.manifest import read_manifest, read_manifest_file
+
+    manifest = None
+    if args.manifest:
+        manifest = read_manifest_file(args.manifest)
+    elif args.resume:
+        pass   # the run folder keeps a copy of the manifest it was started with
+    elif not sys.stdin.isatty():
+        manifest = read_manifest(_stdin_lines(), "<stdin>")
+    else:
+        raise TrainingError("no manifest: pass --manifest FILE or pipe `fercurate export --view NAME | training`")
+    eval_manifest = read_manifest_file(args.eval_manifest) if args.eval_manifest else None
+    return manifest, eval_manifest
+
+
+def run_from_args(args: argparse.Namespace) -> int:
+    from training.models import list_models
+    from training.profiles import get_profile, with_overrides
+    from training.run import RunConfig, RunInterrupted, run_pipeline
+
+    if args.list_models:
+        print("teachers:", ", ".join(list_models("teacher")))
+        print("students:", ", ".join(list_models("student")))
+        return 0
+    if args.threads is not None:
+        if args.threads < 1:
+            raise TrainingError(f"--threads {args.threads}: give a positive number")
+        import torch
+        torch.set_num_threads(args.threads)
+    if args.resume and not args.out:
+        raise TrainingError("--resume needs --out DIR, the run folder to continue")
+    profile = get_profile(args.profile)
+    teachers = tuple(t.strip() for t in args.teachers.split(",") if t.strip()) if args.teachers else None
+    profile = with_overrides(profile, teachers=teachers, **_parse_epochs(args.epochs))
+    manifest, eval_manifest = _read_manifests(args)
+    out = args.out or f"runs/{manifest.header['dataset']}-{manifest.header['version']}-{profile.name}"
+    cfg = RunConfig(out=out, profile=profile, modes=("ce", "kd", "eadd") if args.ablations else (args.mode,),
+                    seed=args.seed if args.seed is not None else 0, device=args.device,
+                    teachers_explicit=teachers is not None, stop_after_steps=args.stop_after_steps)
+    try:
+        run_pipeline(cfg, manifest, eval_manifest, resume=args.resume)
+    except RunInterrupted as e:
+        print(f"training: {e}; continue with: training --resume --out {out}", file=sys.stderr)
+        return 3
+    if os.environ.get("RANK", "0") == "0":
+        print(f"training: done; report: {out}/report.md", file=sys.stderr)
+    return 0
+
+
+def _stop_on_sigterm() -> None:
+    """SIGTERM (schedulers, preemption, `kill`) checkpoints and stops like Ctrl-C does."""
+    def handler(signum, frame):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, handler)
+
+
 def main(argv: list[str] | None = None) -> int:
-    build_parser().parse_args(argv)
-    print("training: not implemented in this version of fercurate; only --help is available", file=sys.stderr)
-    return 2
+    args = build_parser().parse_args(argv)
+    if threading.current_thread() is threading.main_thread():
+        _stop_on_sigterm()
+    try:
+        return run_from_args(args)
+    except TrainingError as e:
+        print(f"training: error: {e}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -1,0 +1,52 @@
+"""Write a fercurate manifest for a FER2013 Kaggle folder without FiftyOne (for training benchmarks).
+
+train/ -> train, except a seeded stratified ``--val-fraction`` slice -> val; test/ -> test.
+The labels are the folder names (curated = raw). ``--limit N`` keeps N images per class and split
+(quick experiments).
+
+    python bench/make_manifest.py /work/shared/data/fer2013 > /tmp/fer2013-raw.jsonl
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from fercurate.manifest import FORMAT, FORMAT_VERSION, content_hash, dumps
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("root", type=Path)
+    p.add_argument("--val-fraction", type=float, default=0.1)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--limit", type=int)
+    args = p.parse_args()
+    classes = sorted(d.name for d in (args.root / "train").iterdir() if d.is_dir())
+    rng = np.random.default_rng(args.seed)
+    samples = []
+    for top in ("train", "test"):
+        for label in classes:
+            files = sorted((args.root / top / label).iterdir())[: args.limit]
+            is_val = np.zeros(len(files), bool)
+            if top == "train":
+                is_val[rng.choice(len(files), round(args.val_fraction * len(files)), replace=False)] = True
+            for f, v in zip(files, is_val):
+                split = "val" if v else top
+                samples.append({"id": f.stem, "filepath": str(f.resolve()), "label": label, "split": split,
+                                "weight": 1.0, "original_label": label, "original_filepath": str(f.resolve()),
+                                "source": {"usage": f.stem.split("_")[0]}})
+    lines = [dumps(s) for s in samples]
+    counts = {sp: {c: sum(s["split"] == sp and s["label"] == c for s in samples) for c in classes}
+              for sp in ("train", "val", "test")}
+    header = {"format": FORMAT, "format_version": FORMAT_VERSION, "dataset": "fer2013", "version": "raw",
+              "content_hash": content_hash(lines), "num_samples": len(lines), "classes": classes,
+              "split_counts": counts, "policy": {"name": "none"}}
+    sys.stdout.write(dumps(header) + "".join(lines))
+
+
+if __name__ == "__main__":
+    main()

