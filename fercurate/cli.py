@@ -445,10 +445,12 @@ def cmd_status(args: argparse.Namespace) -> int:
         return 0
     ds = dataset.load(args.name)
     counts = dataset.counts(ds)
+    from fercurate import fixes, versions
     info = {
         "dataset": ds.name, "samples": len(ds), "classes": ds.info.get(schema.INFO_CLASSES, []),
         "source": ds.info.get(schema.INFO_SOURCE, {}), "counts": counts,
         "signals": computed(ds), "last_ingest": ds.info.get(schema.INFO_INGEST_REPORT, {}),
+        "fixes": fixes.counts(ds), "versions": [v["name"] for v in versions.list_versions(ds)],
     }
     if args.json:
         print(json.dumps(info, indent=2, default=str))
@@ -462,6 +464,10 @@ def cmd_status(args: argparse.Namespace) -> int:
             print(f"signal {sname:<13} computed {s.get('computed_at', '?')}: {summary_line(s.get('summary', {}))}")
     else:
         print(f"signals: none computed yet (run 'fercurate compute {ds.name}')")
+    for kind, by_status in info["fixes"].items():
+        if any(by_status.values()):
+            print(f"fixes  {kind:<15} " + ", ".join(f"{n} {s}" for s, n in by_status.items()))
+    print(f"versions: {', '.join(info['versions'])}")
     return 0
 
 

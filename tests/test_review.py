@@ -233,6 +233,9 @@ def test_cli_review_round_trip(planted, tmp_path, capsysbinary):
     assert rows[1]["curator"] == "cy" and rows[1]["to_target"] == "fear" and rows[1]["filepath"]
     assert cli.main(["versions", "--dataset", ds.name]) == 0
     assert b"clean_v1" in capsysbinary.readouterr().out
+    assert cli.main(["status", ds.name]) == 0
+    status = capsysbinary.readouterr().out.decode()
+    assert "drop_duplicate  0 pending, 1 accepted, 0 rejected" in status and "versions: raw, clean_v1" in status
 
 
 def test_export_into_a_closed_pipe_is_quiet(planted):
