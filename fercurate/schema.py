@@ -141,6 +141,15 @@ QUEUE_VIEWS: dict[str, str] = {
     USE_CROP: "review-crops",
 }
 
+#: How the review panel and the operators name each queue.
+QUEUE_LABELS: dict[str, str] = {
+    RELABEL: "label issues",
+    DROP_DUPLICATE: "duplicates",
+    DROP_NONFACE: "not a face",
+    DROP_QUALITY: "low quality",
+    USE_CROP: "aligned crops",
+}
+
 # --- MongoDB collections fercurate owns (beside FiftyOne's) --------------------------
 DECISIONS_COLLECTION = "fercurate_decisions"   # append-only audit log of every decision
 VERSIONS_COLLECTION = "fercurate_versions"     # frozen versions (immutable once written)

@@ -7,14 +7,10 @@ show thumbnails, saves a PNG, and stops the server.
 """
 
 import argparse
-import tempfile
 
-from playwright.sync_api import sync_playwright
+from browser import app_page
 
 from fercurate import app
-
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
 
 
 def main() -> None:
@@ -26,20 +22,9 @@ def main() -> None:
     import fiftyone as fo
     session = app.start(fo.load_dataset(args.dataset), args.port)
     try:
-        with sync_playwright() as pw, tempfile.TemporaryDirectory() as profile:
-            ctx = pw.chromium.launch_persistent_context(
-                profile, executable_path="/usr/bin/chromium", headless=True, args=CHROMIUM_ARGS,
-                viewport={"width": 1400, "height": 860})
-            page = ctx.new_page()
-            page.goto(app.url_for(args.dataset, args.port), wait_until="domcontentloaded")
-            page.wait_for_selector('[data-cy="looker"]', timeout=90_000)
-            page.wait_for_timeout(5000)
-            dismiss = page.get_by_text("Dismiss")
-            if dismiss.count():
-                dismiss.first.click()
-                page.wait_for_timeout(500)
+        with app_page(app.url_for(args.dataset, args.port), 1400, 860) as page:
+            page.wait_for_timeout(5000)  # thumbnails fade in
             page.screenshot(path=args.out)
-            ctx.close()
     finally:
         app.stop(session)
 

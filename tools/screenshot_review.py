@@ -11,18 +11,12 @@ Used for the README's picture (docs/review-panel.png).
 
 import argparse
 import re
-import tempfile
 
-from playwright.sync_api import expect, sync_playwright
+from browser import app_page
+from playwright.sync_api import expect
 
 from fercurate import app, fixes, schema
-
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
-QUEUE_LABELS = {  # the panel's queue names (plugins/fercurate/operators.py)
-    schema.RELABEL: "label issues", schema.DROP_DUPLICATE: "duplicates", schema.DROP_NONFACE: "not a face",
-    schema.DROP_QUALITY: "low quality", schema.USE_CROP: "aligned crops",
-}
+from fercurate.schema import QUEUE_LABELS
 
 
 def main() -> None:
@@ -42,16 +36,7 @@ def main() -> None:
     session = app.start(ds, args.port)
     session.view = ds.load_saved_view(schema.QUEUE_VIEWS[args.queue])  # the server's state, so it sticks
     try:
-        with sync_playwright() as pw, tempfile.TemporaryDirectory() as profile:
-            ctx = pw.chromium.launch_persistent_context(
-                profile, executable_path="/usr/bin/chromium", headless=True, args=CHROMIUM_ARGS,
-                viewport={"width": args.width, "height": args.height})
-            page = ctx.new_page()
-            page.goto(app.url_for(args.dataset, args.port), wait_until="domcontentloaded")
-            page.wait_for_selector('[data-cy="looker"]', timeout=90_000)
-            dismiss = page.get_by_text("Dismiss")
-            if dismiss.count():
-                dismiss.first.click()
+        with app_page(app.url_for(args.dataset, args.port), args.width, args.height) as page:
             for field in args.hide:
                 page.locator(f'[data-cy="checkbox-{field}"]').first.click()
             page.click('[data-cy="new-panel-btn"]')
@@ -66,7 +51,6 @@ def main() -> None:
             page.wait_for_function("() => [...document.images].every(i => i.complete)", timeout=30_000)
             page.wait_for_timeout(3000)  # thumbnails fade in
             page.screenshot(path=args.out)
-            ctx.close()
     finally:
         app.stop(session)
 

@@ -17,16 +17,10 @@ from fercurate.errors import FercurateError
 
 ALL_PENDING = "all pending"
 SELECTED, VIEW = "selected samples", "current view"
-POLICY_LABELS = {"none": "none", "class_weights": "class weights (inverse frequency)",
+POLICY_LABELS = {"none": "none", "class_weights": "class weights (effective number of samples)",
                  "oversample": "oversample minority classes"}
 
-QUEUE_LABELS = {
-    schema.RELABEL: "label issues",
-    schema.DROP_DUPLICATE: "duplicates",
-    schema.DROP_NONFACE: "not a face",
-    schema.DROP_QUALITY: "low quality",
-    schema.USE_CROP: "aligned crops",
-}
+QUEUE_LABELS = schema.QUEUE_LABELS
 
 
 # --- parameters shared by the operators -------------------------------------------------
