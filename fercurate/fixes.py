@@ -315,12 +315,19 @@ def save_queue_views(ds: fo.Dataset) -> None:
                      overwrite=True)
 
 
-def next_pending(ds: fo.Dataset, kind: str, after_id: str | None = None) -> str | None:
-    """The id of the next pending sample of a queue (after ``after_id``), or None."""
-    view = queue_view(ds, kind).match(F(f"{FIX_FIELDS[kind]}.{schema.FIX_STATUS}") == schema.PENDING)
-    ids = view.limit(2).values("id") if after_id else view.limit(1).values("id")
-    ids = [i for i in ids if i != after_id]
-    return ids[0] if ids else None
+def pending_ids(ds: fo.Dataset, kind: str, limit: int) -> list[str]:
+    """The queue's first ``limit`` pending samples in review order (strongest evidence first)."""
+    queue = queue_view(ds, kind)
+    return queue.match(F(f"{FIX_FIELDS[kind]}.{schema.FIX_STATUS}") == schema.PENDING).limit(limit).values("id")
+
+
+def next_pending(ds: fo.Dataset, kind: str, current: str | None = None, skipped: Iterable[str] = ()) -> str | None:
+    """The first pending sample of a queue that is neither ``current`` nor skipped (wraps
+    to the skipped ones when nothing else is left), or None."""
+    skipped = list(skipped)
+    pending = [i for i in pending_ids(ds, kind, len(skipped) + 2) if i != current]
+    fresh = [i for i in pending if i not in skipped]
+    return (fresh or pending or [None])[0]
 
 
 # --- evidence for the review panel ----------------------------------------------------

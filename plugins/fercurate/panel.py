@@ -13,7 +13,6 @@ from urllib.parse import quote
 
 import fiftyone.operators as foo
 import fiftyone.operators.types as types
-from fiftyone import ViewField as F
 
 from fercurate import config, fixes, schema
 
@@ -26,19 +25,6 @@ GROUP_SHOWN = 8
 def media_url(path: str | None) -> str | None:
     """The App server's URL for a local image (same origin as the panel)."""
     return f"/media?filepath={quote(path)}" if path else None
-
-
-def pending_ids(ds, kind: str, limit: int) -> list[str]:
-    """The queue's first ``limit`` pending samples in review order (strongest evidence first)."""
-    queue = fixes.queue_view(ds, kind)
-    return queue.match(F(f"{schema.fix_field(kind)}.{schema.FIX_STATUS}") == schema.PENDING).limit(limit).values("id")
-
-
-def next_pending(ds, kind: str, current: str | None, skipped: list[str]) -> str | None:
-    """The first pending sample that is neither the current one nor skipped (wraps when all are)."""
-    pending = [i for i in pending_ids(ds, kind, len(skipped) + 2) if i != current]
-    fresh = [i for i in pending if i not in skipped]
-    return (fresh or pending or [None])[0]
 
 
 def shift_counts(counts: dict, before: dict, after: dict) -> dict:
@@ -202,7 +188,7 @@ class ReviewPanel(foo.Panel):
         state.curator = state.curator or config.curator()
         state.skipped = state.skipped or []
         first = ctx.current_sample or (ctx.selected[0] if ctx.selected else None)
-        self._focus(ctx, first or next_pending(ctx.dataset, state.queue, None, []))
+        self._focus(ctx, first or fixes.next_pending(ctx.dataset, state.queue, None, []))
 
     def on_change_selected(self, ctx):
         if ctx.selected:
@@ -223,7 +209,7 @@ class ReviewPanel(foo.Panel):
         ctx.panel.state.skipped = []
         show_queue(ctx, kind)
         self._set_counts(ctx, fixes.counts(ctx.dataset))
-        self._go_to(ctx, next_pending(ctx.dataset, kind, None, []))
+        self._go_to(ctx, fixes.next_pending(ctx.dataset, kind, None, []))
 
     def on_change_curator(self, ctx):
         ctx.panel.state.curator = ctx.params.get("value") or config.curator()
@@ -252,7 +238,7 @@ class ReviewPanel(foo.Panel):
         state.last = {"id": sample_id, "kinds": kinds}
         state.message = f"{done} {changed} fix(es) of `{sample_id}` ({', '.join(kinds or ['all pending'])})"
         ctx.ops.reload_samples()
-        self._go_to(ctx, next_pending(ctx.dataset, self._queue(ctx), sample_id, state.skipped or []))
+        self._go_to(ctx, fixes.next_pending(ctx.dataset, self._queue(ctx), sample_id, state.skipped or []))
 
     def _changing(self, ctx, sample_id: str, change) -> int:
         """Run ``change`` (a decision on ``sample_id``) and shift the counters by its effect."""
@@ -275,7 +261,7 @@ class ReviewPanel(foo.Panel):
             skipped.append(state.sample_id)
         state.skipped = skipped
         state.message = f"skipped `{state.sample_id}`" if state.sample_id else None
-        self._go_to(ctx, next_pending(ctx.dataset, self._queue(ctx), state.sample_id, skipped))
+        self._go_to(ctx, fixes.next_pending(ctx.dataset, self._queue(ctx), state.sample_id, skipped))
 
     def undo(self, ctx):
         """Undo this panel's last decision, else the latest decision on the focused sample."""
