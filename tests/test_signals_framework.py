@@ -62,7 +62,7 @@ class NeedsMean(Signal):
 
 @pytest.fixture
 def signals(monkeypatch):
-    monkeypatch.setattr("fercurate.signals._load_builtin", lambda: None)
+    monkeypatch.setattr("fercurate.signals._run_order", lambda: ["t_mean", "t_needs"])
     monkeypatch.setattr("fercurate.signals.SIGNALS", {"t_mean": MeanBrightness, "t_needs": NeedsMean})
     CALLS.clear()
     return CALLS
@@ -78,6 +78,15 @@ def test_requirements_run_first(signals):
     assert resolve(["t_needs"]) == ["t_mean", "t_needs"]
     with pytest.raises(FercurateError, match="unknown signal"):
         resolve(["nope"])
+
+
+def test_run_order_does_not_depend_on_import_order(monkeypatch):
+    """Importing balance first (as fercurate.versions does) must not make it run first."""
+    from fercurate.signals import SIGNALS, builtin
+    shuffled = dict(reversed(list(SIGNALS.items())))
+    monkeypatch.setattr("fercurate.signals.SIGNALS", shuffled)
+    assert resolve(None) == list(builtin.ORDER)
+    assert resolve(["balance", "quality"]) == ["quality", "balance"]
 
 
 def test_second_run_is_skipped_and_recompute_forces(signals, ds):

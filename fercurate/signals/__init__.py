@@ -27,16 +27,20 @@ def register(cls: type[Signal]) -> type[Signal]:
     return cls
 
 
-def _load_builtin() -> None:
-    """Import the signal modules so they register (kept lazy: they import torch etc.)."""
-    from fercurate.signals import builtin  # noqa: F401
+def _run_order() -> list[str]:
+    """Every registered signal, built-in ones in ``builtin.ORDER``, then the rest as registered.
+
+    Imports the signal modules so they register (kept lazy: they import torch etc.).
+    """
+    from fercurate.signals.builtin import ORDER
+    return [n for n in ORDER if n in SIGNALS] + [n for n in SIGNALS if n not in ORDER]
 
 
 def resolve(names: list[str] | None) -> list[str]:
     """The requested signals plus everything they require, in run order."""
-    _load_builtin()
+    order = _run_order()
     if names is None:
-        return list(SIGNALS)
+        return order
     unknown = [n for n in names if n not in SIGNALS]
     if unknown:
         raise FercurateError(f"unknown signal(s) {', '.join(unknown)}; choose from {', '.join(SIGNALS)}")
@@ -49,7 +53,7 @@ def resolve(names: list[str] | None) -> list[str]:
                 add(r)
     for n in names:
         add(n)
-    return [n for n in SIGNALS if n in wanted]
+    return [n for n in order if n in wanted]
 
 
 def run_signals(ds: fo.Dataset, names: list[str] | None = None, recompute: bool = False,

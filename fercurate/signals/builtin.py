@@ -1,11 +1,18 @@
-"""Import every built-in signal module so each registers itself, in run order."""
+"""Import every built-in signal module so each registers itself, and fix their run order.
 
-# Order matters: a signal's requirements must be registered before it. quality runs
-# before faces: faces adds ~15 kB of landmarks per sample, which makes every later
-# single-field rewrite of a sample slower.
+The run order is ``ORDER``, not the order in which modules happen to be imported (another
+module importing ``balance`` first must not make it run first). It matters: a signal runs
+after the signals it requires; quality runs before faces (faces adds ~15 kB of landmarks
+per sample, which makes every later single-field rewrite of a sample slower); embeddings
+after label_issues (it may reuse its network); balance last (it reads the other signals'
+flags).
+"""
+
+ORDER: tuple[str, ...] = ("quality", "faces", "duplicates", "label_issues", "embeddings", "balance")
+
 from fercurate.signals import quality  # noqa: F401
 from fercurate.signals import faces  # noqa: F401
 from fercurate.signals import duplicates  # noqa: F401
 from fercurate.signals import label_issues  # noqa: F401
-from fercurate.signals import embeddings  # noqa: F401  (after label_issues: may reuse its network)
-from fercurate.signals import balance  # noqa: F401  (last: reads the other signals' flags)
+from fercurate.signals import embeddings  # noqa: F401
+from fercurate.signals import balance  # noqa: F401
