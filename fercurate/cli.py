@@ -318,17 +318,11 @@ def cmd_set_label(args: argparse.Namespace) -> int:
 
 
 def cmd_decisions(args: argparse.Namespace) -> int:
-    import tempfile
     from fercurate import dataset, decisions
     ds = dataset.load(args.name)
+    n = decisions.export_csv(ds, args.out or sys.stdout)
     if args.out:
-        n = decisions.export_csv(ds, args.out)
         print(f"wrote {n} decision record(s) to {args.out}")
-        return 0
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "decisions.csv"
-        decisions.export_csv(ds, path)
-        sys.stdout.write(path.read_text(encoding="utf-8"))
     return 0
 
 

@@ -15,6 +15,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import TextIO
 
 import fiftyone as fo
 import fiftyone.core.odm as foo
@@ -106,24 +107,37 @@ def history(ds: fo.Dataset, sample_id: str | None = None) -> list[dict]:
     return [_row(r) for r in reversed(_records(ds, [sample_id] if sample_id else None))]
 
 
-def export_csv(ds: fo.Dataset, path: Path) -> int:
+def count(ds: fo.Dataset) -> int:
+    """How many records the dataset's log holds."""
+    return _collection().count_documents({"dataset": ds.name})
+
+
+def export_csv(ds: fo.Dataset, out: Path | TextIO) -> int:
     """Write the dataset's whole audit trail, oldest first, with each sample's file and
-    given label; returns the number of records."""
+    given label, to a file (replaced atomically) or a text stream; returns the number of
+    records."""
     rows = [_row(r) for r in _records(ds)]
     ids = sorted({r["sample_id"] for r in rows})
     info = {}
     if ids:
         view = ds.select(ids)
         info = {i: (p, lab) for i, p, lab in zip(*view.values(["id", "filepath", f"{schema.GROUND_TRUTH}.label"]))}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".part")
-    with tmp.open("w", newline="", encoding="utf-8") as f:
+
+    def write(f: TextIO) -> None:
         writer = csv.DictWriter(f, fieldnames=CSV_COLUMNS)
         writer.writeheader()
         for row in rows:
             filepath, label = info.get(row["sample_id"], (None, None))
             writer.writerow({**row, "filepath": filepath, "label": label})
-    tmp.replace(path)
+
+    if isinstance(out, Path):
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = out.with_name(out.name + ".part")
+        with tmp.open("w", newline="", encoding="utf-8") as f:
+            write(f)
+        tmp.replace(out)
+    else:
+        write(out)
     return len(rows)
 
 

@@ -180,15 +180,21 @@ def _fix_columns(view) -> tuple[list[str], list[str | None], dict[str, list]]:
 
 
 def _write_curated(ds: fo.Dataset, view) -> None:
-    """Rewrite the curated fields of the samples in ``view`` from their fixes."""
+    """Rewrite the curated fields of the samples in ``view`` whose fixes or given label
+    changed them (a re-proposal over the whole dataset usually writes nothing)."""
     ids, given, cols = _fix_columns(view)
+    have_label, have_drop = view.values([f"{schema.CURATED_LABEL}.label", schema.CURATED_DROP])
     labels, drops = {}, {}
     for i, sid in enumerate(ids):
         label, dropped = curated({k: cols[k][i] for k in cols}, given[i])
-        labels[sid] = fo.Classification(label=label) if label else None
-        drops[sid] = dropped
-    ds.set_values(schema.CURATED_LABEL, labels, key_field="id")
-    ds.set_values(schema.CURATED_DROP, drops, key_field="id")
+        if label != have_label[i]:
+            labels[sid] = fo.Classification(label=label) if label else None
+        if dropped != have_drop[i]:
+            drops[sid] = dropped
+    if labels:
+        ds.set_values(schema.CURATED_LABEL, labels, key_field="id")
+    if drops:
+        ds.set_values(schema.CURATED_DROP, drops, key_field="id")
 
 
 # --- deciding -------------------------------------------------------------------------
@@ -232,6 +238,7 @@ def decide(ds: fo.Dataset, ids: Iterable[str], action: str, kinds: Iterable[str]
 
     ``kinds=None`` decides every *pending* fix of those samples (a bulk pass over a
     queue); naming kinds decides those fixes whatever their status (a change of mind).
+    A fix already in the requested status is left alone (nothing to record).
     """
     if action not in (schema.ACCEPT, schema.REJECT):
         raise FercurateError(f"unknown action '{action}'; choose {schema.ACCEPT} or {schema.REJECT}")
@@ -245,7 +252,8 @@ def decide(ds: fo.Dataset, ids: Iterable[str], action: str, kinds: Iterable[str]
     changes = []
     for kind in kinds or schema.FIX_KINDS:
         for sid, before in zip(sample_ids, cols[kind]):
-            if before is None or (kinds is None and before[schema.FIX_STATUS] != schema.PENDING):
+            if before is None or before[schema.FIX_STATUS] == status \
+                    or (kinds is None and before[schema.FIX_STATUS] != schema.PENDING):
                 continue
             after = {**before, schema.FIX_STATUS: status, schema.FIX_CURATOR: curator, schema.FIX_DECIDED_AT: at}
             changes.append(decisions.Change(sid, kind, action, before, after, curator, at))

@@ -15,7 +15,6 @@ exported and is cleared by the next freeze of that name.
 
 from __future__ import annotations
 
-import json
 import re
 from collections import Counter
 
@@ -130,8 +129,8 @@ def _policy(name: str, rows: list[dict], classes: list[str]) -> dict:
 
 
 def build(ds: fo.Dataset, name: str, policy: str = "none", curated_labels: bool = True,
-          frozen_at: str | None = None, curator: str | None = None) -> tuple[dict, list[str]]:
-    """(header, sample lines) of a manifest of the dataset as it is now."""
+          frozen_at: str | None = None, curator: str | None = None) -> tuple[dict, list[str], list[str]]:
+    """(header, sample lines, sample ids) of a manifest of the dataset as it is now."""
     classes = list(ds.info.get(schema.INFO_CLASSES) or ds.distinct(f"{schema.GROUND_TRUTH}.label"))
     rows, pending = _rows(ds, curated_labels)
     pol = _policy(policy, rows, classes)
@@ -151,9 +150,9 @@ def build(ds: fo.Dataset, name: str, policy: str = "none", curated_labels: bool 
         "decisions": {"pending_left": pending, "dropped": len(ds) - len(rows) if curated_labels else 0,
                       "relabelled": sum(r["label"] != r["original_label"] for r in rows),
                       "cropped": sum(r["filepath"] != r["original_filepath"] for r in rows),
-                      "records": len(decisions.history(ds)) if curated_labels else 0},
+                      "records": decisions.count(ds) if curated_labels else 0},
     }
-    return header, lines
+    return header, lines, [r["id"] for r in rows]
 
 
 # --- freezing -------------------------------------------------------------------------
@@ -174,19 +173,14 @@ def freeze(ds: fo.Dataset, name: str, policy: str = "none", curator: str | None 
     except DuplicateKeyError:
         raise FercurateError(f"version '{name}' of dataset '{ds.name}' exists and is frozen; pick another name "
                              f"(existing: {', '.join(version_names(ds))})") from None
-    header, lines = build(ds, name, policy, frozen_at=decisions.now(), curator=curator or config.curator())
+    header, lines, kept_ids = build(ds, name, policy, frozen_at=decisions.now(), curator=curator or config.curator())
     file_id = _bucket().upload_from_stream(f"{ds.name}/{name}.jsonl", _encode(header, lines),
                                            metadata={"dataset": ds.name, "version": name})
-    kept_ids = [manifest_id(line) for line in lines]
     ds.save_view(name, ds.select(kept_ids), description=f"fercurate frozen version {name} "
                  f"({header['num_samples']} samples, {header['content_hash'][:15]}…)", overwrite=True)
     coll.update_one({"_id": claim.inserted_id}, {"$set": {"state": COMPLETE, "file_id": file_id, "header": header,
                                                           "frozen_at": header["frozen_at"]}})
     return header
-
-
-def manifest_id(line: str) -> str:
-    return json.loads(line)["id"]
 
 
 def _encode(header: dict, lines: list[str]) -> bytes:
@@ -210,21 +204,12 @@ def _clear_interrupted(ds: fo.Dataset, name: str) -> None:
 def manifest_bytes(ds: fo.Dataset, name: str) -> bytes:
     """The manifest of a frozen version exactly as written, or of ``raw`` built now."""
     if name == schema.RAW_VERSION:
-        header, lines = build(ds, name, curated_labels=False)
+        header, lines, _ = build(ds, name, curated_labels=False)
         return _encode(header, lines)
     doc = _collection().find_one({"dataset": ds.name, "name": name, "state": COMPLETE})
     if doc is None:
         raise FercurateError(f"no version '{name}' of dataset '{ds.name}'; versions: {', '.join(version_names(ds))}")
     return _bucket().open_download_stream(doc["file_id"]).read()
-
-
-def load(ds: fo.Dataset, name: str) -> dict:
-    """A version's header."""
-    if name != schema.RAW_VERSION:
-        doc = _collection().find_one({"dataset": ds.name, "name": name, "state": COMPLETE})
-        if doc is not None:
-            return doc["header"]
-    return json.loads(manifest_bytes(ds, name).split(b"\n", 1)[0])
 
 
 def delete_for(dataset_name: str) -> None:
