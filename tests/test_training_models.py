@@ -84,6 +84,7 @@ def test_student_onnx_export_matches_torch_with_a_dynamic_batch(tmp_path):
     student = create_model("student", 7)
     result = export_onnx(student, tmp_path / "student.onnx", 7)
     assert result["opset"] == 17 and result["max_abs_diff"] <= 1e-4
+    assert result["ort_latency_ms_batch1_1thread"] > 0
     assert student.training  # export leaves the mode as it found it
     x = torch.rand(3, 1, 48, 48)
     got = ort.InferenceSession(result["path"]).run(["logits"], {"pixels": x.numpy()})[0]

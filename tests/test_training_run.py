@@ -89,6 +89,7 @@ def test_smoke_run_end_to_end_interrupted_and_resumed(tmp_path, capsys):
     assert test["curated"]["confusion_matrix"] != test["raw"]["confusion_matrix"]   # labels really differ
     assert set(student["adversarial"]["robust"]["pgd"]) == {"1/255", "8/255"}
     assert student["params"] <= 2_000_000 and student["speed"]["latency_ms_batch1_1thread"] > 0
+    assert student["onnx"]["ort_latency_ms_batch1_1thread"] > 0 and "ONNX Runtime ms/img" in (out / "report.md").read_text()
     assert len(student["strength_history"]) == 1 and len(student["strength_history"][0]["strength"]) == 1
     assert "eval_manifest_test" in student
     assert len(metrics["resumes"]) == 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import warnings
 from pathlib import Path
 
@@ -17,12 +18,14 @@ OPSET = 17
 ATOL = 1e-4
 
 
-def export_onnx(model: nn.Module, path: str | Path, num_classes: int, check_batch: int = 8, seed: int = 0) -> dict:
+def export_onnx(model: nn.Module, path: str | Path, num_classes: int, check_batch: int = 8, seed: int = 0,
+                latency_iters: int = 200) -> dict:
     """Writes ``path`` (input ``pixels`` (B, 1, 48, 48) in [0, 1], output ``logits``, dynamic B).
 
     Then runs onnxruntime and torch on the same random batch; the largest absolute logit
     difference must stay within ``ATOL``, otherwise TrainingError (the file is kept for
-    inspection). Returns ``{"path", "max_abs_diff", "opset"}``.
+    inspection). Returns ``{"path", "max_abs_diff", "opset", "ort_latency_ms_batch1_1thread"}``:
+    the ONNX file is what a deployment runs, so its single-core latency is the one that counts.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -48,4 +51,22 @@ def export_onnx(model: nn.Module, path: str | Path, num_classes: int, check_batc
     if not max_abs_diff <= ATOL:
         raise TrainingError(f"{path}: onnxruntime logits differ from torch by {max_abs_diff:.2e} > {ATOL:.0e}; "
                             f"the exported graph is wrong, do not ship it")
-    return {"path": str(path), "max_abs_diff": max_abs_diff, "opset": OPSET}
+    return {"path": str(path), "max_abs_diff": max_abs_diff, "opset": OPSET,
+            "ort_latency_ms_batch1_1thread": ort_latency_ms(path, latency_iters)}
+
+
+def ort_latency_ms(path: str | Path, iters: int = 200, warmup: int = 10) -> float:
+    """Median onnxruntime latency of one image on one thread (a sequential, single-core session)."""
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = 1
+    opts.inter_op_num_threads = 1
+    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    x = np.random.default_rng(0).random((1, 1, INPUT_SIZE, INPUT_SIZE), dtype=np.float32)
+    times = []
+    for i in range(warmup + max(1, iters)):
+        t0 = time.perf_counter()
+        session.run(["logits"], {"pixels": x})
+        if i >= warmup:
+            times.append(time.perf_counter() - t0)
+    return 1000 * float(np.median(times))

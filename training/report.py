@@ -135,14 +135,17 @@ def _robust_table(metrics: dict) -> list[str]:
 
 def _speed_table(metrics: dict) -> list[str]:
     lines = ["", "### Size and speed (final student, CPU; indicative on a shared machine)", "",
-             "| mode | params | latency ms/img (batch 1, 1 thread, median) | throughput img/s | ONNX max abs diff |",
-             "|---|---:|---:|---:|---:|"]
+             "| mode | params | torch ms/img | ONNX Runtime ms/img | torch throughput img/s | ONNX max abs diff |",
+             "|---|---:|---:|---:|---:|---:|"]
     for mode, s in metrics["students"].items():
         if "speed" in s:
             sp = s["speed"]
+            ort_ms = s["onnx"].get("ort_latency_ms_batch1_1thread")
             lines.append(f"| {mode} | {s['params']:,} | {sp['latency_ms_batch1_1thread']:.2f} | "
+                         f"{'–' if ort_ms is None else f'{ort_ms:.2f}'} | "
                          f"{sp['throughput_img_s']:.0f} (batch {sp['throughput_batch']}, {sp['throughput_threads']} threads) "
                          f"| {s['onnx']['max_abs_diff']:.2e} |")
+    lines += ["", "Latencies: median of one image (batch 1) on one thread; the ONNX file is what a deployment runs."]
     return lines
 
 

@@ -453,7 +453,8 @@ def train_student(ctx: Context, mode: str, prof: Profile, splits: dict[str, Spli
     cpu_student = unwrap(student).cpu().eval()
     entry["params"] = evaluate.count_parameters(cpu_student)
     entry["speed"] = evaluate.cpu_speed(cpu_student, iters=prof.speed_iters)
-    onnx = export_onnx(cpu_student, str(ctx.out / f"student-{mode}.onnx"), len(ctx.classes))
+    onnx = export_onnx(cpu_student, str(ctx.out / f"student-{mode}.onnx"), len(ctx.classes),
+                       latency_iters=prof.speed_iters)
     entry["onnx"] = {**onnx, "path": str(Path(onnx["path"]).relative_to(ctx.out))}
     student.to(ctx.device)
 

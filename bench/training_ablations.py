@@ -1,0 +1,122 @@
+"""The three student ablations (ce, kd, eadd) on a raw and a curated manifest, compared on both test sets.
+
+Runs ``training --ablations`` once per manifest (each evaluated also on the other's test
+split through ``--eval-manifest``), then tabulates the runs' ``metrics.json`` into one JSON
+file and a markdown table:
+
+    fercurate export --view raw --out raw.jsonl
+    fercurate export --view clean_v1 --out clean_v1.jsonl
+    python bench/training_ablations.py --raw raw.jsonl --curated clean_v1.jsonl --profile cpu \
+        --parallel --threads 1 --out runs/ablations
+
+Existing run folders are resumed (``--resume``), so an interrupted benchmark continues; pass
+``--summarize-only`` to rebuild the table from finished runs. Wall times are those of each
+``training`` process, so run it on an otherwise quiet machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+RESULTS = Path(__file__).parent / "results" / "training_ablations.json"
+
+
+def training_command(manifest: Path, other: Path, out: Path, profile: str, threads: int | None) -> list[str]:
+    """``training --ablations`` for one manifest, resumed when its run folder exists."""
+    cmd = [sys.executable, "-m", "training.cli", "--profile", profile, "--ablations", "--out", str(out),
+           "--eval-manifest", str(other)]
+    cmd += ["--resume"] if (out / "config.json").is_file() else ["--manifest", str(manifest)]
+    if threads:
+        cmd += ["--threads", str(threads)]
+    return cmd
+
+
+def run_all(commands: dict[str, list[str]], parallel: bool) -> dict[str, float]:
+    """Runs the commands (one after the other, or all at once); returns each one's wall seconds."""
+    walls: dict[str, float] = {}
+    pending = dict(commands)
+    while pending:
+        batch = pending if parallel else dict([next(iter(pending.items()))])
+        t0 = time.perf_counter()
+        procs = {}
+        for key, cmd in batch.items():
+            print("+", " ".join(cmd), file=sys.stderr, flush=True)
+            procs[key] = subprocess.Popen(cmd)
+        for key, proc in procs.items():
+            if proc.wait() != 0:
+                sys.exit(f"training_ablations: {' '.join(commands[key])} exited with {proc.returncode}; "
+                         "rerun this command to resume it")
+            walls[key] = time.perf_counter() - t0
+            del pending[key]
+    return walls
+
+
+def summarize(out: Path, wall_s: float | None) -> dict:
+    """The numbers of one run folder that the comparison needs (accuracies in %)."""
+    m = json.loads((out / "metrics.json").read_text())
+    pct = lambda v: round(100 * v, 2)  # noqa: E731
+    own, other = m["manifest"]["version"], m["eval_manifest"]["version"]
+    row = {"manifest": m["manifest"], "eval_manifest": m["eval_manifest"], "profile": m["profile"],
+           "wall_s": round(wall_s, 1) if wall_s else None, "teachers": {}, "students": {}}
+    for name, t in m["teachers"].items():
+        row["teachers"][name] = {"params": t["params"], f"test_acc_{own}": pct(t["test"]["curated"]["accuracy"])}
+    for mode, s in m["students"].items():
+        adv = s["adversarial"]
+        row["students"][mode] = {
+            "params": s["params"],
+            f"distilled_test_acc_{own}": pct(s["distilled"]["test"]["curated"]["accuracy"]),
+            f"distilled_test_acc_{own}_raw_labels": pct(s["distilled"]["test"]["raw"]["accuracy"]),
+            f"robust_test_acc_{own}": pct(adv["test"]["curated"]["accuracy"]),
+            f"robust_test_acc_{own}_raw_labels": pct(adv["test"]["raw"]["accuracy"]),
+            f"robust_test_acc_{other}": pct(s["eval_manifest_test"]["curated"]["accuracy"]),
+            f"robust_test_acc_{other}_raw_labels": pct(s["eval_manifest_test"]["raw"]["accuracy"]),
+            "macro_f1_distilled": pct(s["distilled"]["test"]["curated"]["macro_f1"]),
+            "pgd4_before": pct(s["distilled"]["robust"]["pgd"]["4/255"]),
+            "pgd4_after": pct(adv["robust"]["pgd"]["4/255"]),
+            "robust_subset": adv["robust"]["n_images"],
+            "latency_ms_b1_1thread": round(s["speed"]["latency_ms_batch1_1thread"], 2),
+        }
+    return row
+
+
+def markdown(rows: dict) -> str:
+    lines = ["| trained on | student | distilled: own test | robust: own test | robust: other test "
+             "| PGD 4/255 before → after |", "|---|---|---:|---:|---:|---:|"]
+    for key, row in rows.items():
+        own, other = row["manifest"]["version"], row["eval_manifest"]["version"]
+        for mode, s in row["students"].items():
+            lines.append(f"| {own} | {mode} | {s[f'distilled_test_acc_{own}']} | {s[f'robust_test_acc_{own}']} "
+                         f"| {s[f'robust_test_acc_{other}']} ({other}) | {s['pgd4_before']} → {s['pgd4_after']} |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--raw", type=Path, required=True, help="manifest of the uncurated version (fercurate export --view raw)")
+    p.add_argument("--curated", type=Path, required=True, help="manifest of a frozen curated version")
+    p.add_argument("--profile", default="cpu")
+    p.add_argument("--out", type=Path, default=Path("runs/ablations"))
+    p.add_argument("--threads", type=int, help="torch threads per training process")
+    p.add_argument("--parallel", action="store_true", help="train both at once (e.g. with --threads 1 on 2 cores: "
+                   "one thread per process wastes less time on synchronisation than two)")
+    p.add_argument("--summarize-only", action="store_true")
+    args = p.parse_args()
+    walls = {}
+    if not args.summarize_only:
+        commands = {key: training_command(manifest, other, args.out / key, args.profile, args.threads)
+                    for key, manifest, other in (("curated", args.curated, args.raw), ("raw", args.raw, args.curated))}
+        walls = run_all(commands, args.parallel)
+    rows = {key: summarize(args.out / key, walls.get(key)) for key in ("curated", "raw")}
+    RESULTS.parent.mkdir(exist_ok=True)
+    RESULTS.write_text(json.dumps(rows, indent=1) + "\n")
+    print(json.dumps(rows, indent=1))
+    print(markdown(rows))
+
+
+if __name__ == "__main__":
+    main()
