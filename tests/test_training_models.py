@@ -16,6 +16,7 @@ from training.errors import TrainingError
 from training.models import create_model, list_models, register_model
 from training.models.mini_xception import ALPHABETICAL_CLASSES, FER_CLASSES, MiniXception, load_keras_weights
 from training.onnx_export import export_onnx
+from training.profiles import PROFILES, get_profile
 
 torch.set_num_threads(2)
 #: Factory options that let a model build without files outside the repository.
@@ -235,3 +236,13 @@ def test_mini_xception_port_reaches_its_published_fer2013_accuracy(shared_fer201
         predicted = torch.cat([model(x[i:i + 512, None]).argmax(1) for i in range(0, len(x), 512)])
     accuracy = (predicted == labels).float().mean().item()
     assert accuracy > 0.62, f"mini-Xception port: {accuracy:.3f} on {len(files)} FER2013 test images"
+
+
+@pytest.mark.parametrize("profile", sorted(PROFILES))
+def test_every_profile_names_registered_teachers_and_a_real_schedule(profile):
+    prof = PROFILES[profile]
+    assert prof.teachers and set(prof.teachers) <= set(list_models("teacher"))
+    assert prof.teacher_epochs > 0 and prof.student_epochs > 0 and prof.adv_epochs > 0
+    assert 0 < prof.adv_eps <= 8 / 255 and prof.adv_steps >= 1 and 0 <= prof.alpha <= 1
+    with pytest.raises(TrainingError, match="unknown profile"):
+        get_profile(profile + "-typo")

@@ -110,6 +110,12 @@ def test_smoke_run_end_to_end_interrupted_and_resumed(tmp_path, capsys):
     got = session.run(None, {session.get_inputs()[0].name: x.numpy()})[0]
     assert np.abs(got - expected).max() < 1e-3
 
+    # Resuming a finished run keeps the finished students' results instead of evaluating them again.
+    assert cli.main(["--resume", "--out", str(out), "--threads", "1"]) == 0
+    again = json.loads((out / "metrics.json").read_text())
+    assert again["students"]["eadd"] == student and len(again["resumes"]) == 2
+    assert "student eadd: finished before the interruption (metrics kept)" in again["log"]
+
 
 def test_a_teacher_that_cannot_load_is_skipped_unless_asked_for(tmp_path, monkeypatch):
     import training.run as run

@@ -539,6 +539,9 @@ def run_pipeline(cfg: RunConfig, manifest: Manifest | None, eval_manifest: Manif
             if ctx.main:
                 evaluate_teachers(ctx, teachers, splits, val_probs, strength, metrics)
         for mode in cfg.modes:
+            if resume and "onnx" in metrics["students"].get(mode, {}):
+                ctx.say(f"student {mode}: finished before the interruption (metrics kept)")
+                continue
             train_student(ctx, mode, prof, splits, teachers, strength, metrics, eval_test)
             if ctx.main:
                 write_json(metrics_path, metrics)
