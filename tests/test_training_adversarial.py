@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -53,3 +54,51 @@ def test_robust_accuracy_reports_fgsm_and_pgd_per_eps():
     assert set(r["fgsm"]) == set(r["pgd"]) == {"1/255", "8/255"}
     assert r["n_images"] == 16
     assert r["pgd"]["8/255"] <= r["clean"]
+
+
+def test_trades_is_clean_cross_entropy_plus_beta_times_the_kl_to_the_attacked_prediction():
+    model = _tiny_net().eval()                 # eval: batch-norm statistics do not depend on the batch
+    x, y = _batch()
+    w = torch.rand(16, generator=torch.Generator().manual_seed(2)) + 0.5
+    ce = (w / w.sum() * F.cross_entropy(model(x), y, reduction="none")).sum()
+    no_ball = adversarial.make_attack(model, "trades", eps=0.0, steps=2)   # x_adv == x: the KL term is 0
+    torch.testing.assert_close(adversarial.trades_loss(model, no_ball, x, y, w, beta=6.0), ce)
+    attack = adversarial.make_attack(model, "trades", eps=8 / 255, steps=3)
+    torch.manual_seed(3)
+    small = adversarial.trades_loss(model, attack, x, y, w, beta=1.0)
+    torch.manual_seed(3)                       # same TPGD start: the same x_adv, a larger beta
+    large = adversarial.trades_loss(model, attack, x, y, w, beta=6.0)
+    kl = (large - small) / 5.0
+    assert kl.item() > 0 and torch.isclose(small, ce + kl, atol=1e-5)
+
+
+def test_a_trades_step_lowers_the_trades_loss_and_unknown_methods_are_refused():
+    model = _tiny_net()
+    x, y = _batch()
+    w = torch.ones(16)
+    attack = adversarial.make_attack(model, "trades", eps=4 / 255, steps=2)
+    opt = torch.optim.SGD(model.parameters(), lr=0.5)
+    torch.manual_seed(5)
+    before = adversarial.trades_loss(model, attack, x, y, w, beta=6.0)
+    opt.zero_grad()
+    before.backward()
+    opt.step()
+    torch.manual_seed(5)
+    after = adversarial.trades_loss(model, attack, x, y, w, beta=6.0)
+    assert after.item() < before.item() and model.training
+    with pytest.raises(ValueError, match="trades, pgd"):
+        adversarial.make_attack(model, "fgsm-at", eps=4 / 255, steps=1)
+
+
+def test_the_report_warns_about_a_student_that_predicts_one_class_for_most_faces():
+    from training.report import collapse_warnings
+
+    classes = ["angry", "happy", "sad"]
+    healthy = [[8, 1, 1], [1, 8, 1], [2, 1, 7]]
+    collapsed = [[1, 9, 0], [0, 10, 0], [0, 9, 1]]          # 28 of 30 predictions are "happy"
+    metrics = {"students": {"ce": {"distilled": {"test": {"curated": {"confusion_matrix": healthy}}},
+                                   "adversarial": {"test": {"curated": {"confusion_matrix": collapsed}}}}}}
+    lines = [line for line in collapse_warnings(metrics, classes) if line]
+    assert len(lines) == 1 and "`ce` (robust) predicts happy for 93%" in lines[0]
+    metrics["students"]["ce"]["adversarial"]["test"]["curated"]["confusion_matrix"] = healthy
+    assert collapse_warnings(metrics, classes) == []

@@ -89,6 +89,7 @@ def test_smoke_run_end_to_end_interrupted_and_resumed(tmp_path, capsys):
     assert test["curated"]["confusion_matrix"] != test["raw"]["confusion_matrix"]   # labels really differ
     assert set(student["adversarial"]["robust"]["pgd"]) == {"1/255", "8/255"}
     assert student["params"] <= 2_000_000 and student["speed"]["latency_ms_batch1_1thread"] > 0
+    assert student["adversarial"]["settings"]["method"] == "pgd" and student["adversarial"]["settings"]["adv_weight"] == 0.5
     assert student["onnx"]["ort_latency_ms_batch1_1thread"] > 0 and "ONNX Runtime ms/img" in (out / "report.md").read_text()
     assert len(student["strength_history"]) == 1 and len(student["strength_history"][0]["strength"]) == 1
     assert "eval_manifest_test" in student
@@ -152,3 +153,16 @@ def test_ctrl_c_or_sigterm_mid_stage_checkpoints_the_steps_already_applied(tmp_p
         train_stage(ctx, "teacher-tiny", _tiny_net(), train, epochs=2, lr=1e-2, weight_decay=0.0, batch_size=8,
                     checkpoint_every=100, loss_fn=loss_then_interrupt)
     assert torch.load(tmp_path / "run" / "checkpoints" / "teacher-tiny.pt", weights_only=False)["step"] == 3
+
+
+def test_adversarial_settings_from_the_command_line_reach_the_run_or_are_refused(tmp_path, capsys):
+    manifest = write_manifest(tmp_path / "tiny.jsonl", manifest_lines(tmp_path / "img", per_class=4))
+    base = ["--manifest", str(manifest), "--profile", "smoke", "--threads", "1"]
+    assert cli.main(base + ["--out", str(tmp_path / "bad"), "--adv-eps", "0"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("training: error: --adv-eps 0.0:") and "\n" not in err
+    out = tmp_path / "run"
+    args = base + ["--out", str(out), "--adv-method", "pgd", "--adv-eps", "2", "--adv-steps", "3", "--stop-after-steps", "1"]
+    assert cli.main(args) == 3
+    saved = json.loads((out / "config.json").read_text())["profile"]
+    assert (saved["adv_method"], saved["adv_eps"], saved["adv_steps"]) == ("pgd", 2 / 255, 3)

@@ -58,6 +58,12 @@ def build_parser() -> argparse.ArgumentParser:
                    "on a busy shared machine 1 is often faster)")
     p.add_argument("--epochs", metavar="T,S,A", help="override epochs: teachers,student,adversarial "
                    "(fractions allowed, e.g. 2,4,0.5)")
+    adv = p.add_argument_group("adversarial fine-tuning (default: the profile's)")
+    adv.add_argument("--adv-method", choices=("trades", "pgd"), help="trades: CE + beta*KL to the attacked "
+                     "prediction (holds clean accuracy); pgd: PGD-AT mixed with clean data")
+    adv.add_argument("--adv-eps", type=float, metavar="N", help="L-inf radius in grey levels, N/255 (e.g. 4)")
+    adv.add_argument("--adv-steps", type=int, metavar="K", help="attack iterations per training batch")
+    adv.add_argument("--trades-beta", type=float, metavar="B", help="weight of the TRADES KL term (default 6)")
     p.add_argument("--stop-after-steps", type=int, metavar="N", help="checkpoint and stop after N optimizer steps "
                    "(time-boxed jobs; continue with --resume)")
     p.add_argument("--list-models", action="store_true", help="list registered teachers and students, then exit")
@@ -74,6 +80,17 @@ def _parse_epochs(text: str | None) -> dict:
     if min(t, s, a) < 0:
         raise TrainingError(f"--epochs {text!r}: epochs cannot be negative")
     return {"teacher_epochs": t, "student_epochs": s, "adv_epochs": a}
+
+
+def _adversarial_overrides(args: argparse.Namespace) -> dict:
+    if args.adv_eps is not None and not 0 < args.adv_eps <= 32:
+        raise TrainingError(f"--adv-eps {args.adv_eps}: give the radius in grey levels, between 0 and 32 (e.g. 4 = 4/255)")
+    if args.adv_steps is not None and args.adv_steps < 1:
+        raise TrainingError(f"--adv-steps {args.adv_steps}: give at least 1 attack step")
+    if args.trades_beta is not None and args.trades_beta < 0:
+        raise TrainingError(f"--trades-beta {args.trades_beta}: the KL weight cannot be negative")
+    return {"adv_method": args.adv_method, "adv_steps": args.adv_steps, "trades_beta": args.trades_beta,
+            "adv_eps": None if args.adv_eps is None else args.adv_eps / 255}
 
 
 def _stdin_lines():
@@ -121,7 +138,7 @@ def run_from_args(args: argparse.Namespace) -> int:
         raise TrainingError("--resume needs --out DIR, the run folder to continue")
     profile = get_profile(args.profile)
     teachers = tuple(t.strip() for t in args.teachers.split(",") if t.strip()) if args.teachers else None
-    profile = with_overrides(profile, teachers=teachers, **_parse_epochs(args.epochs))
+    profile = with_overrides(profile, teachers=teachers, **_parse_epochs(args.epochs), **_adversarial_overrides(args))
     manifest, eval_manifest = _read_manifests(args)
     out = args.out or f"runs/{manifest.header['dataset']}-{manifest.header['version']}-{profile.name}"
     cfg = RunConfig(out=out, profile=profile, modes=("ce", "kd", "eadd") if args.ablations else (args.mode,),

@@ -30,6 +30,8 @@ class Profile:
     beta: float = 1.0
     strength_momentum: float = 0.5
     # adversarial fine-tuning (see training.adversarial)
+    adv_method: str = "pgd"                # pgd (PGD-AT mixed with clean) or trades (CE + beta*KL)
+    trades_beta: float = 6.0
     adv_eps: float = 4 / 255
     adv_steps: int = 3
     adv_weight: float = 0.5
@@ -55,10 +57,12 @@ PROFILES: dict[str, Profile] = {
     # cpu: timed with bench/time_training_stages.py (CPU seconds per step, 1 thread, on a shared machine):
     # teachers resnet18 1.02 + convnext_atto 0.49, student EADD step 1.9, adversarial step 5.3 s,
     # robust eval 0.22 s/image -> ~3,500 CPU-s for one mode = ~32-36 min on 2 dedicated cores.
+    # adv_lr 1e-4: at 5e-4 the quarter-epoch fine-tune collapsed the students to "happy" for every face
+    # (PGD-AT and TRADES alike, see training.adversarial).
     # The ViT teacher (1.8 s/step, 0.57 s per distillation forward) does not fit: paper profile only.
     "cpu": Profile(
         name="cpu", teachers=("resnet18", "convnext_atto"), teacher_epochs=3, student_epochs=5,
-        adv_epochs=0.25, batch_size=128, lr=1e-3, adv_steps=2, robust_pgd_steps=5, robust_max_images=500,
+        adv_epochs=0.25, batch_size=128, lr=1e-3, adv_lr=1e-4, adv_steps=2, robust_pgd_steps=5, robust_max_images=500,
         checkpoint_every=100,
     ),
     "paper": Profile(

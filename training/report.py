@@ -97,6 +97,7 @@ def _student_tables(metrics: dict, classes: list[str]) -> list[str]:
                 lines.append(f"| {mode} | {'robust' if stage == 'adversarial' else stage} | {_pct(_acc(r['test'], 'curated'))} "
                              f"| {_pct(_acc(r['test'], 'raw'))} | {_pct(r['test']['curated']['macro_f1'])} "
                              f"| {_pct(_acc(r['val'], 'curated'))} |")
+    lines += collapse_warnings(metrics, classes)
     lines += ["", "### Per-class test recall (curated labels, after adversarial fine-tuning)", "",
               "| mode | " + " | ".join(classes) + " |", "|---|" + "---:|" * len(classes)]
     for mode, s in metrics["students"].items():
@@ -108,6 +109,31 @@ def _student_tables(metrics: dict, classes: list[str]) -> list[str]:
         if "adversarial" in s:
             lines += [f"![confusion {mode}]({s['adversarial']['confusion_png']})"]
     return lines + ["", "![training loss](plots/losses.png)", ""]
+
+
+#: A model that gives one class to more than this share of the test images has collapsed.
+COLLAPSE_SHARE = 0.8
+
+
+def collapse_warnings(metrics: dict, classes: list[str]) -> list[str]:
+    """A warning line for every student state that predicts one class for most test images.
+
+    Such a model can look robust (its answer does not move under attack) while being useless;
+    an over-eager adversarial fine-tune produces exactly that.
+    """
+    lines = []
+    for mode, s in metrics["students"].items():
+        for stage in ("distilled", "adversarial"):
+            if stage not in s:
+                continue
+            predicted = np.asarray(s[stage]["test"]["curated"]["confusion_matrix"]).sum(axis=0)
+            top = int(predicted.argmax())
+            share = predicted[top] / max(1, predicted.sum())
+            if share > COLLAPSE_SHARE:
+                name = "robust" if stage == "adversarial" else stage
+                lines.append(f"**Warning:** `{mode}` ({name}) predicts {classes[top]} for {share:.0%} of the test "
+                             f"images: it has collapsed; lower the adversarial lr or eps (`--adv-eps`) and retrain.")
+    return [""] + lines if lines else []
 
 
 def _robust_table(metrics: dict) -> list[str]:

@@ -431,9 +431,11 @@ def train_student(ctx: Context, mode: str, prof: Profile, splits: dict[str, Spli
         entry["distilled"] = evaluate_student(ctx, student, splits, prof, f"student-{mode}", robust_images)
     barrier(ctx)
 
-    attack = adversarial.pgd_attack(student, prof.adv_eps, prof.adv_steps)
+    attack = adversarial.make_attack(student, prof.adv_method, prof.adv_eps, prof.adv_steps)
 
     def adv_loss(net, x, y, w):
+        if prof.adv_method == "trades":
+            return adversarial.trades_loss(net, attack, x, y, w, prof.trades_beta)
         return adversarial.adversarial_loss(net, attack, x, y, w, prof.adv_weight)
 
     hist = train_stage(ctx, f"adversarial-{mode}", student, splits["train"], prof.adv_epochs, prof.adv_lr,
@@ -442,8 +444,10 @@ def train_student(ctx: Context, mode: str, prof: Profile, splits: dict[str, Spli
     if not ctx.main:
         return
     entry["adversarial"] = evaluate_student(ctx, student, splits, prof, f"robust-{mode}", robust_images)
-    entry["adversarial"]["settings"] = {"eps": prof.adv_eps, "steps": prof.adv_steps, "adv_weight": prof.adv_weight,
-                                        "epochs": prof.adv_epochs}
+    entry["adversarial"]["settings"] = {"method": prof.adv_method, "eps": prof.adv_eps, "steps": prof.adv_steps,
+                                        "epochs": prof.adv_epochs, "lr": prof.adv_lr,
+                                        **({"beta": prof.trades_beta} if prof.adv_method == "trades"
+                                           else {"adv_weight": prof.adv_weight})}
     if eval_test is not None:
         probs = evaluate.predict_probs(student, eval_test, device=ctx.device, desc="eval-manifest test")
         entry["eval_manifest_test"] = evaluate.split_metrics(probs, eval_test, ctx.classes)
