@@ -166,3 +166,19 @@ def test_adversarial_settings_from_the_command_line_reach_the_run_or_are_refused
     assert cli.main(args) == 3
     saved = json.loads((out / "config.json").read_text())["profile"]
     assert (saved["adv_method"], saved["adv_eps"], saved["adv_steps"]) == ("pgd", 2 / 255, 3)
+
+
+def test_an_interrupt_outside_a_training_stage_is_one_line_and_resumable(tmp_path, capsys, monkeypatch):
+    import training.run as run
+
+    manifest = write_manifest(tmp_path / "tiny.jsonl", manifest_lines(tmp_path / "img", per_class=4))
+
+    def interrupted_evaluation(*args, **kwargs):
+        raise KeyboardInterrupt                # Ctrl-C or SIGTERM while the students are evaluated
+
+    monkeypatch.setattr(run, "evaluate_student", interrupted_evaluation)
+    out = tmp_path / "run"
+    assert cli.main(["--manifest", str(manifest), "--profile", "smoke", "--out", str(out), "--threads", "1"]) == 3
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1] == f"training: interrupted outside a training stage; continue with: training --resume --out {out}"
+    assert not any(line.startswith("Traceback") for line in err)

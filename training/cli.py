@@ -171,6 +171,12 @@ def main(argv: list[str] | None = None) -> int:
     except TrainingError as e:
         print(f"training: error: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        # Outside a training stage (loading, evaluating): nothing half-done to save; the
+        # checkpoints of the finished stages are on disk.
+        where = f"training --resume --out {args.out}" if args.out else "the same command"
+        print(f"training: interrupted outside a training stage; continue with: {where}", file=sys.stderr)
+        return 3
 
 
 if __name__ == "__main__":
