@@ -17,6 +17,7 @@ Existing run folders are resumed (``--resume``), so an interrupted benchmark con
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import subprocess
 import sys
@@ -66,6 +67,8 @@ def summarize(out: Path, wall_s: float | None) -> dict:
     for name, t in m["teachers"].items():
         row["teachers"][name] = {"params": t["params"], f"test_acc_{own}": pct(t["test"]["curated"]["accuracy"])}
     for mode, s in m["students"].items():
+        if "onnx" not in s:          # not finished
+            continue
         adv = s["adversarial"]
         row["students"][mode] = {
             "params": s["params"],
@@ -84,14 +87,54 @@ def summarize(out: Path, wall_s: float | None) -> dict:
     return row
 
 
+def _predictions(out: Path, name: str) -> dict[str, dict]:
+    with open(out / "predictions" / name, newline="") as f:
+        return {r["filepath"]: r for r in csv.DictReader(f)}
+
+
+def shared_test_accuracy(runs: dict[str, Path]) -> dict:
+    """Accuracy of every student state on the test images that all runs kept (in %).
+
+    Curation drops test images too, so each run's own test split differs; on the shared
+    images both models answer the same questions. Scored against the labels of the curated
+    run (``label``) and against the original labels (``original_label``).
+    """
+    tables: dict[str, dict[str, dict]] = {}
+    for key, out in runs.items():
+        for path in sorted((out / "predictions").glob("*-test.csv")):
+            if path.name.endswith("-eval-test.csv"):
+                continue
+            tables[f"{key}/{path.stem.removesuffix('-test')}"] = _predictions(out, path.name)
+    if not tables:
+        return {}
+    shared = set.intersection(*(set(t) for t in tables.values()))
+    reference = _predictions(runs["curated"], next(p.name for p in (runs["curated"] / "predictions").glob("*-test.csv")))
+    result = {"n_images": len(shared)}
+    for name, table in tables.items():
+        result[name] = {
+            "curated_labels": round(100 * sum(table[f]["predicted"] == reference[f]["label"] for f in shared) / len(shared), 2),
+            "original_labels": round(100 * sum(table[f]["predicted"] == reference[f]["original_label"] for f in shared)
+                                     / len(shared), 2),
+        }
+    return result
+
+
 def markdown(rows: dict) -> str:
     lines = ["| trained on | student | distilled: own test | robust: own test | robust: other test "
              "| PGD 4/255 before → after |", "|---|---|---:|---:|---:|---:|"]
     for key, row in rows.items():
+        if key == "shared_test":
+            continue
         own, other = row["manifest"]["version"], row["eval_manifest"]["version"]
         for mode, s in row["students"].items():
             lines.append(f"| {own} | {mode} | {s[f'distilled_test_acc_{own}']} | {s[f'robust_test_acc_{own}']} "
                          f"| {s[f'robust_test_acc_{other}']} ({other}) | {s['pgd4_before']} → {s['pgd4_after']} |")
+    shared = rows.get("shared_test") or {}
+    if shared:
+        lines += ["", f"On the {shared['n_images']} test images both versions kept (student-* = distilled, "
+                  "robust-* = after adversarial fine-tuning):", "",
+                  "| run/state | curated labels | original labels |", "|---|---:|---:|"]
+        lines += [f"| {k} | {v['curated_labels']} | {v['original_labels']} |" for k, v in shared.items() if k != "n_images"]
     return "\n".join(lines)
 
 
@@ -112,6 +155,7 @@ def main() -> None:
                     for key, manifest, other in (("curated", args.curated, args.raw), ("raw", args.raw, args.curated))}
         walls = run_all(commands, args.parallel)
     rows = {key: summarize(args.out / key, walls.get(key)) for key in ("curated", "raw")}
+    rows["shared_test"] = shared_test_accuracy({key: args.out / key for key in ("curated", "raw")})
     RESULTS.parent.mkdir(exist_ok=True)
     RESULTS.write_text(json.dumps(rows, indent=1) + "\n")
     print(json.dumps(rows, indent=1))
