@@ -182,3 +182,22 @@ def test_an_interrupt_outside_a_training_stage_is_one_line_and_resumable(tmp_pat
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1] == f"training: interrupted outside a training stage; continue with: training --resume --out {out}"
     assert not any(line.startswith("Traceback") for line in err)
+
+
+def test_a_run_stopped_during_adversarial_fine_tuning_does_not_evaluate_the_distilled_student_again(tmp_path, monkeypatch):
+    import training.run as run
+
+    manifest = write_manifest(tmp_path / "tiny.jsonl", manifest_lines(tmp_path / "img", per_class=4))
+    out = tmp_path / "run"
+    args = ["--profile", "smoke", "--out", str(out), "--threads", "1"]
+    # smoke: 2 teacher steps, 2 student steps, then 2 adversarial steps; stop after the first of those
+    assert cli.main(["--manifest", str(manifest), "--stop-after-steps", "5"] + args) == 3
+    first = json.loads((out / "metrics.json").read_text())["students"]["eadd"]
+    assert "distilled" in first and "adversarial" not in first
+    calls = []
+    real = run.evaluate_student
+    monkeypatch.setattr(run, "evaluate_student", lambda *a, **k: calls.append(a[4]) or real(*a, **k))
+    assert cli.main(["--resume"] + args) == 0
+    assert calls == ["robust-eadd"]
+    final = json.loads((out / "metrics.json").read_text())["students"]["eadd"]
+    assert final["distilled"] == first["distilled"] and "adversarial" in final

@@ -427,7 +427,7 @@ def train_student(ctx: Context, mode: str, prof: Profile, splits: dict[str, Spli
         ck = torch.load(ctx.out / "checkpoints" / f"student-{mode}.pt", weights_only=False)
         entry["strength_history"] = (ck.get("state") or {}).get("log", strength_log)
     robust_images = robust_subset(splits["test"], prof.robust_max_images, ctx.seed)
-    if ctx.main:
+    if ctx.main and "distilled" not in entry:     # kept by a run interrupted after this evaluation
         entry["distilled"] = evaluate_student(ctx, student, splits, prof, f"student-{mode}", robust_images)
     barrier(ctx)
 
