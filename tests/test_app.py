@@ -55,8 +55,8 @@ def test_launch_serves_the_app_and_stops_it(tmp_path, stop_signal):
                    if str(port) in c.cmdline() and "main.py" in " ".join(c.cmdline())]
         assert servers
         proc.send_signal(stop_signal)
-        assert proc.wait(timeout=60) == 0
-        gone, alive = psutil.wait_procs(servers, timeout=20)
+        assert proc.wait(timeout=180) == 0     # generous: shutting FiftyOne down is slow on a loaded machine
+        gone, alive = psutil.wait_procs(servers, timeout=60)
         assert not alive, [p.cmdline() for p in alive]
         assert port_is_free(port)
     finally:
