@@ -169,7 +169,7 @@ def _speed_table(metrics: dict) -> list[str]:
             ort_ms = s["onnx"].get("ort_latency_ms_batch1_1thread")
             lines.append(f"| {mode} | {s['params']:,} | {sp['latency_ms_batch1_1thread']:.2f} | "
                          f"{'–' if ort_ms is None else f'{ort_ms:.2f}'} | "
-                         f"{sp['throughput_img_s']:.0f} (batch {sp['throughput_batch']}, {sp['throughput_threads']} threads) "
+                         f"{sp['throughput_img_s']:.0f} (batch {sp['throughput_batch']}, {sp['throughput_threads']} thread{'s' * (sp['throughput_threads'] != 1)}) "
                          f"| {s['onnx']['max_abs_diff']:.2e} |")
     lines += ["", "Latencies: median of one image (batch 1) on one thread; the ONNX file is what a deployment runs."]
     return lines
