@@ -22,7 +22,7 @@ examples:
 
 stages: validate manifest -> train teachers -> measure teacher strength per emotion on val
         -> distill the student (--mode) -> adversarial fine-tuning (PGD) -> evaluate, export ONNX, report.md
-profiles: smoke (seconds, tests); cpu (full FER2013 on 2 cores: one --mode ~35 min, --ablations ~75 min);
+profiles: smoke (seconds, tests); cpu (full FER2013 on 2 cores: one --mode ~30 min, --ablations ~75 min);
           paper (full schedule, for GPUs). Under torchrun pass --manifest (stdin is not shared by the ranks).
 exit codes: 0 done, 2 bad input (one-line message), 3 interrupted: --stop-after-steps, Ctrl-C or SIGTERM
             write a checkpoint first (resume with --resume --out DIR)
