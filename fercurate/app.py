@@ -51,10 +51,15 @@ def stop(session: fo.Session) -> None:
 
 
 def serve_until_stopped(session: fo.Session) -> None:
-    """Block until Ctrl-C or SIGTERM, then stop the App server."""
+    """Block until Ctrl-C (SIGINT) or SIGTERM, then stop the App server.
+
+    Both handlers are installed explicitly: a process started in the background by a
+    non-interactive shell (``cmd &`` in a script, CI) inherits SIGINT as *ignored*, and
+    Python then never raises KeyboardInterrupt, so ``kill -INT`` would not stop the App.
+    """
     def _raise_interrupt(signum, frame):
         raise KeyboardInterrupt
-    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+    previous = {sig: signal.signal(sig, _raise_interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         while True:
             time.sleep(1)
@@ -62,4 +67,5 @@ def serve_until_stopped(session: fo.Session) -> None:
         pass
     finally:
         stop(session)
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)

@@ -155,11 +155,15 @@ def run_from_args(args: argparse.Namespace) -> int:
 
 
 def _stop_on_sigterm() -> None:
-    """SIGTERM (schedulers, preemption, `kill`) checkpoints and stops like Ctrl-C does."""
+    """SIGTERM (schedulers, preemption, `kill`) and SIGINT checkpoint and stop like Ctrl-C does.
+
+    SIGINT is set explicitly too: a job started with ``&`` by a script inherits it as ignored.
+    """
     def handler(signum, frame):
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)
 
 
 def main(argv: list[str] | None = None) -> int:
