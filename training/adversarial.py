@@ -54,13 +54,19 @@ def make_attack(model: nn.Module, method: str, eps: float, steps: int) -> torcha
 def trades_loss(model: nn.Module, attack: torchattacks.Attack, x: torch.Tensor, y: torch.Tensor,
                 sample_weights: torch.Tensor, beta: float) -> torch.Tensor:
     """CE(clean) + beta * KL(f(x) || f(x_adv)), weighted mean over the batch (gradients through both)."""
-    x_adv = attack(x).detach()
-    logits = model(torch.cat([x, x_adv]))     # one forward: DistributedDataParallel expects one per backward
-    n = len(y)
-    w = sample_weights / sample_weights.sum()
-    loss_clean = (w * F.cross_entropy(logits[:n], y, reduction="none")).sum()
-    kl = F.kl_div(F.log_softmax(logits[n:], dim=-1), F.softmax(logits[:n], dim=-1), reduction="none").sum(-1)
+    clean, adv, w = _clean_and_adversarial_logits(model, x, attack(x).detach(), sample_weights)
+    loss_clean = (w * F.cross_entropy(clean, y, reduction="none")).sum()
+    kl = F.kl_div(F.log_softmax(adv, dim=-1), F.softmax(clean, dim=-1), reduction="none").sum(-1)
     return loss_clean + beta * (w * kl).sum()
+
+
+def _clean_and_adversarial_logits(model: nn.Module, x: torch.Tensor, x_adv: torch.Tensor,
+                                  sample_weights: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Logits of x and x_adv in one forward (DistributedDataParallel expects one per backward) and
+    the per-sample weights normalised to sum 1."""
+    logits = model(torch.cat([x, x_adv]))
+    n = len(x)
+    return logits[:n], logits[n:], sample_weights / sample_weights.sum()
 
 
 def adversarial_loss(model: nn.Module, attack: torchattacks.Attack, x: torch.Tensor, y: torch.Tensor,
@@ -70,12 +76,9 @@ def adversarial_loss(model: nn.Module, attack: torchattacks.Attack, x: torch.Ten
     The attack runs the model in eval mode (torchattacks' default), so batch-norm statistics
     are not polluted by adversarial inputs during the search.
     """
-    x_adv = attack(x, y).detach()
-    logits = model(torch.cat([x, x_adv]))     # one forward: DistributedDataParallel expects one per backward
-    n = len(y)
-    w = sample_weights / sample_weights.sum()
-    loss_clean = (w * F.cross_entropy(logits[:n], y, reduction="none")).sum()
-    loss_adv = (w * F.cross_entropy(logits[n:], y, reduction="none")).sum()
+    clean, adv, w = _clean_and_adversarial_logits(model, x, attack(x, y).detach(), sample_weights)
+    loss_clean = (w * F.cross_entropy(clean, y, reduction="none")).sum()
+    loss_adv = (w * F.cross_entropy(adv, y, reduction="none")).sum()
     return (1.0 - adv_weight) * loss_clean + adv_weight * loss_adv
 
 

@@ -93,6 +93,18 @@ def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
+def median_latency_ms(run, iters: int = 200, warmup: int = 10) -> float:
+    """Median wall time of ``run()`` in milliseconds after ``warmup`` calls (medians resist a shared machine)."""
+    for _ in range(warmup):
+        run()
+    times = []
+    for _ in range(max(1, iters)):
+        t0 = time.perf_counter()
+        run()
+        times.append(time.perf_counter() - t0)
+    return 1000 * float(np.median(times))
+
+
 @torch.no_grad()
 def cpu_speed(model: nn.Module, iters: int = 200, batch_size: int = 64, warmup: int = 10) -> dict:
     """Median CPU latency per image at batch 1 on ONE thread, and throughput at ``batch_size`` on the
@@ -102,13 +114,7 @@ def cpu_speed(model: nn.Module, iters: int = 200, batch_size: int = 64, warmup: 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        for _ in range(warmup):
-            model(x1)
-        times = []
-        for _ in range(iters):
-            t0 = time.perf_counter()
-            model(x1)
-            times.append(time.perf_counter() - t0)
+        latency_ms = median_latency_ms(lambda: model(x1), iters, warmup)
     finally:
         torch.set_num_threads(threads)
     xb = torch.rand(batch_size, 1, IMAGE_SIZE, IMAGE_SIZE)
@@ -119,7 +125,7 @@ def cpu_speed(model: nn.Module, iters: int = 200, batch_size: int = 64, warmup: 
         model(xb)
     elapsed = time.perf_counter() - t0
     return {
-        "latency_ms_batch1_1thread": 1000 * float(np.median(times)),
+        "latency_ms_batch1_1thread": latency_ms,
         "throughput_img_s": reps * batch_size / elapsed,
         "throughput_batch": batch_size,
         "throughput_threads": threads,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 import warnings
 from pathlib import Path
 
@@ -12,6 +11,7 @@ import torch
 from torch import nn
 
 from training.errors import TrainingError
+from training.evaluate import median_latency_ms
 from training.models.layers import INPUT_SIZE
 
 OPSET = 17
@@ -63,10 +63,4 @@ def ort_latency_ms(path: str | Path, iters: int = 200, warmup: int = 10) -> floa
     opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
     x = np.random.default_rng(0).random((1, 1, INPUT_SIZE, INPUT_SIZE), dtype=np.float32)
-    times = []
-    for i in range(warmup + max(1, iters)):
-        t0 = time.perf_counter()
-        session.run(["logits"], {"pixels": x})
-        if i >= warmup:
-            times.append(time.perf_counter() - t0)
-    return 1000 * float(np.median(times))
+    return median_latency_ms(lambda: session.run(["logits"], {"pixels": x}), iters, warmup)
