@@ -207,6 +207,7 @@ def test_mini_xception_outputs_follow_the_callers_class_order(keras_file):
     with torch.no_grad():
         logits = model(torch.rand(1, 1, 48, 48))[0].tolist()
     assert logits == [float(FER_CLASSES.index(c)) for c in ALPHABETICAL_CLASSES] == [0, 1, 2, 3, 6, 4, 5]
+    assert model.pretrained and not create_model("mini_xception", 7, weights=None).pretrained  # fine-tuned, not retrained
 
 
 def test_mini_xception_rejects_a_file_without_its_layers(tmp_path):

@@ -64,6 +64,20 @@ def test_resume_continues_from_the_step_it_stopped_at(tmp_path):
     assert again["resumed_at"] == 5
 
 
+def test_confident_mistakes_are_the_wrong_answers_in_order_of_confidence():
+    from training.data import SplitData
+    from training.evaluate import confident_mistakes
+
+    labels = torch.tensor([0, 1, 2, 0])
+    data = SplitData(torch.zeros(4, 1, 48, 48, dtype=torch.uint8), labels, torch.tensor([0, 1, 2, 3]),
+                     torch.ones(4), ["a", "b", "c", "d"])
+    probs = torch.tensor([[0.9, 0.1, 0.0], [0.6, 0.4, 0.0], [0.1, 0.0, 0.9], [0.05, 0.95, 0.0]])
+    got = confident_mistakes(probs, data, ["x", "y", "z", "w"])
+    assert [(m["filepath"], m["label"], m["predicted"], m["original_label"]) for m in got] == [
+        ("d", "x", "y", "w"), ("b", "y", "x", "y")]                 # the right answers a and c are not mistakes
+    assert got[0]["confidence"] == pytest.approx(0.95) and len(confident_mistakes(probs, data, list("xyzw"), k=1)) == 1
+
+
 def test_cuda_asked_without_a_gpu_is_a_user_error():
     if torch.cuda.is_available():
         pytest.skip("a GPU is visible")
@@ -101,6 +115,10 @@ def test_smoke_run_end_to_end_interrupted_and_resumed(tmp_path, capsys):
         rows = list(csv.DictReader(f))
     assert len(rows) == 28 and {"filepath", "label", "original_label", "predicted", "p_angry"} <= set(rows[0])
     assert any(r["label"] != r["original_label"] for r in rows)
+    mistakes = student["adversarial"]["confident_mistakes"]
+    wrong = [r for r in rows if r["predicted"] != r["label"]]
+    assert len(mistakes) == min(24, len(wrong)) and (out / student["adversarial"]["mistakes_png"]).is_file()
+    assert all(m["predicted"] != m["label"] for m in mistakes) and student["adversarial"]["mistakes_png"] in report
 
     model = create_model("hybrid_student", len(CLASSES))
     model.load_state_dict(torch.load(out / "checkpoints" / "adversarial-eadd.pt", weights_only=False)["model"])
@@ -168,6 +186,18 @@ def test_adversarial_settings_from_the_command_line_reach_the_run_or_are_refused
     assert (saved["adv_method"], saved["adv_eps"], saved["adv_steps"]) == ("pgd", 2 / 255, 3)
 
 
+def test_modes_are_a_comma_separated_list_checked_before_training(tmp_path, capsys):
+    manifest = write_manifest(tmp_path / "tiny.jsonl", manifest_lines(tmp_path / "img", per_class=4))
+    base = ["--manifest", str(manifest), "--profile", "smoke", "--threads", "1"]
+    assert cli.main(base + ["--out", str(tmp_path / "bad"), "--mode", "kd,distill"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == "training: error: --mode 'kd,distill': choose from ce, kd, eadd (comma-separated for several, e.g. kd,eadd)"
+    assert not (tmp_path / "bad").exists()
+    out = tmp_path / "run"
+    assert cli.main(base + ["--out", str(out), "--mode", "eadd, kd,eadd", "--stop-after-steps", "1"]) == 3
+    assert json.loads((out / "config.json").read_text())["modes"] == ["eadd", "kd"]
+
+
 def test_an_interrupt_outside_a_training_stage_is_one_line_and_resumable(tmp_path, capsys, monkeypatch):
     import training.run as run
 
@@ -201,3 +231,39 @@ def test_a_run_stopped_during_adversarial_fine_tuning_does_not_evaluate_the_dist
     assert calls == ["robust-eadd"]
     final = json.loads((out / "metrics.json").read_text())["students"]["eadd"]
     assert final["distilled"] == first["distilled"] and "adversarial" in final
+
+
+def test_a_pretrained_teacher_is_used_as_shipped_while_a_scratch_teacher_is_trained(tmp_path):
+    """pretrained_teacher_epochs = 0 keeps weights learned elsewhere; teacher_epochs trains the rest."""
+    import timm
+
+    import training.run as run
+    from training.profiles import get_profile, with_overrides
+
+    torch.save(timm.create_model("resnet18", pretrained=False).state_dict(), tmp_path / "resnet18.pth")
+    m = read_manifest(manifest_lines(tmp_path / "img", per_class=4), "m.jsonl")
+    splits = load_manifest_splits(m, 0.1, 0)[0]
+    (tmp_path / "checkpoints").mkdir()
+    ctx = Context(out=tmp_path, device=torch.device("cpu"), seed=0, classes=CLASSES, policy={"name": "none"})
+    teachers = {"pretrained": create_model("resnet18", 7, checkpoint=str(tmp_path / "resnet18.pth")),
+                "scratch": create_model("convnext_atto", 7)}
+    assert teachers["pretrained"].pretrained and not teachers["scratch"].pretrained
+    before = {k: {n: p.detach().clone() for n, p in t.state_dict().items()} for k, t in teachers.items()}
+    prof = with_overrides(get_profile("smoke"), batch_size=8)
+    metrics = {"teachers": {}}
+    run.train_teachers(ctx, prof, splits, teachers, metrics)
+
+    def unchanged(key):
+        return all(torch.equal(before[key][n], p) for n, p in teachers[key].state_dict().items())
+
+    assert unchanged("pretrained") and not unchanged("scratch")
+    assert metrics["teachers"]["pretrained"]["epochs"] == 0 and metrics["teachers"]["pretrained"]["pretrained"]
+    assert metrics["teachers"]["scratch"]["epochs"] == prof.teacher_epochs
+
+    for p in teachers["pretrained"].parameters():   # train_teachers froze it for distillation
+        p.requires_grad_(True)
+    (tmp_path / "b" / "checkpoints").mkdir(parents=True)
+    ctx_b = Context(out=tmp_path / "b", device=torch.device("cpu"), seed=0, classes=CLASSES, policy={"name": "none"})
+    tuned = {"pretrained": teachers["pretrained"]}
+    run.train_teachers(ctx_b, with_overrides(prof, pretrained_teacher_epochs=1), splits, tuned, {"teachers": {}})
+    assert not unchanged("pretrained")   # fine-tuning it is one setting away

@@ -16,6 +16,7 @@ examples:
   fercurate export --view clean_v2 | training --profile cpu --out runs/clean_v2
   training --manifest clean_v2.jsonl --profile smoke --out /tmp/smoke
   training --manifest clean_v2.jsonl --ablations --teachers resnet18,convnext_atto --out runs/ablate
+  training --manifest clean_v2.jsonl --mode kd,eadd --teachers resnet18,convnext_atto,mini_xception --out runs/x
   training --manifest clean_v2.jsonl --eval-manifest raw.jsonl --out runs/clean_vs_raw
   training --resume --out runs/clean_v2            # continue after an interruption
   torchrun --nproc_per_node 4 -m training.cli --manifest m.jsonl --profile paper --device cuda --out runs/gpu
@@ -42,8 +43,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", metavar="DIR", help="run folder (default: runs/<dataset>-<version>-<profile>)")
     p.add_argument("--profile", default="cpu", choices=list(PROFILES), help="schedule and budget (default: cpu)")
     modes = p.add_mutually_exclusive_group()
-    modes.add_argument("--mode", choices=MODES, default="eadd",
-                       help="ce = student alone, kd = uniform multi-teacher KD, eadd = emotion-aware weighting (default)")
+    modes.add_argument("--mode", default="eadd", metavar="MODE[,MODE]",
+                       help=f"{' | '.join(MODES)}: ce = student alone, kd = uniform multi-teacher KD, eadd = "
+                            "emotion-aware weighting (default); several comma-separated (e.g. kd,eadd) train "
+                            "one student each against the same teachers")
     modes.add_argument("--ablations", action="store_true", help="train all three students (ce, kd, eadd) "
                        "against the same trained teachers")
     p.add_argument("--teachers", metavar="A,B", help="comma-separated teacher names (default: the profile's; "
@@ -80,6 +83,16 @@ def _parse_epochs(text: str | None) -> dict:
     if min(t, s, a) < 0:
         raise TrainingError(f"--epochs {text!r}: epochs cannot be negative")
     return {"teacher_epochs": t, "student_epochs": s, "adv_epochs": a}
+
+
+def _parse_modes(text: str) -> tuple[str, ...]:
+    from training.eadd import MODES
+
+    modes = tuple(dict.fromkeys(m.strip() for m in text.split(",") if m.strip()))
+    unknown = [m for m in modes if m not in MODES]
+    if unknown or not modes:
+        raise TrainingError(f"--mode {text!r}: choose from {', '.join(MODES)} (comma-separated for several, e.g. kd,eadd)")
+    return modes
 
 
 def _adversarial_overrides(args: argparse.Namespace) -> dict:
@@ -121,6 +134,7 @@ def _read_manifests(args: argparse.Namespace):
 
 
 def run_from_args(args: argparse.Namespace) -> int:
+    from training.eadd import MODES
     from training.models import list_models
     from training.profiles import get_profile, with_overrides
     from training.run import RunConfig, RunInterrupted, run_pipeline
@@ -141,7 +155,7 @@ def run_from_args(args: argparse.Namespace) -> int:
     profile = with_overrides(profile, teachers=teachers, **_parse_epochs(args.epochs), **_adversarial_overrides(args))
     manifest, eval_manifest = _read_manifests(args)
     out = args.out or f"runs/{manifest.header['dataset']}-{manifest.header['version']}-{profile.name}"
-    cfg = RunConfig(out=out, profile=profile, modes=("ce", "kd", "eadd") if args.ablations else (args.mode,),
+    cfg = RunConfig(out=out, profile=profile, modes=MODES if args.ablations else _parse_modes(args.mode),
                     seed=args.seed if args.seed is not None else 0, device=args.device,
                     teachers_explicit=teachers is not None, stop_after_steps=args.stop_after_steps)
     try:

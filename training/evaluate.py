@@ -9,6 +9,7 @@ needed to tell.
 from __future__ import annotations
 
 import csv
+import math
 import time
 
 import matplotlib
@@ -84,6 +85,35 @@ def plot_confusion(matrix: list[list[int]], classes: list[str], path: str, title
             ax.text(j, i, int(cm[i, j]), ha="center", va="center", fontsize=7,
                     color="white" if norm[i, j] > 0.5 else "black")
     ax.set_title(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def confident_mistakes(probs: torch.Tensor, data: SplitData, classes: list[str], k: int = 24) -> list[dict]:
+    """The k images the model gets wrong with the highest confidence (against the curated labels).
+
+    On FER2013 many of these are label errors rather than model errors, so they are the
+    images worth sending back to review.
+    """
+    conf, pred = probs.max(-1)
+    wrong = torch.nonzero(pred != data.labels).flatten()
+    top = wrong[torch.argsort(conf[wrong], descending=True, stable=True)][:k].tolist()
+    return [{"index": i, "filepath": data.paths[i], "label": classes[int(data.labels[i])],
+             "original_label": classes[int(data.raw_labels[i])], "predicted": classes[int(pred[i])],
+             "confidence": float(conf[i])} for i in top]
+
+
+def plot_mistakes(data: SplitData, mistakes: list[dict], path: str, title: str, cols: int = 8) -> None:
+    """A contact sheet of :func:`confident_mistakes`: each face with 'label -> predicted (confidence)'."""
+    rows = max(1, math.ceil(len(mistakes) / cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(1.25 * cols, 1.45 * rows + 0.4), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, m in zip(axes.flat, mistakes):
+        ax.imshow(data.images[m["index"], 0].numpy(), cmap="gray", vmin=0, vmax=255)
+        ax.set_title(f"{m['label']}→{m['predicted']}\n{m['confidence']:.2f}", fontsize=6.5)
+    fig.suptitle(title, fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

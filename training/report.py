@@ -108,6 +108,7 @@ def _student_tables(metrics: dict, classes: list[str]) -> list[str]:
     for mode, s in metrics["students"].items():
         if "adversarial" in s:
             lines += [f"![confusion {mode}]({s['adversarial']['confusion_png']})"]
+    lines += _mistakes_section(metrics)
     return lines + ["", "![training loss](plots/losses.png)", ""]
 
 
@@ -172,6 +173,21 @@ def _speed_table(metrics: dict) -> list[str]:
                          f"{sp['throughput_img_s']:.0f} (batch {sp['throughput_batch']}, {sp['throughput_threads']} thread{'s' * (sp['throughput_threads'] != 1)}) "
                          f"| {s['onnx']['max_abs_diff']:.2e} |")
     lines += ["", "Latencies: median of one image (batch 1) on one thread; the ONNX file is what a deployment runs."]
+    return lines
+
+
+def _mistakes_section(metrics: dict) -> list[str]:
+    """The final students' most confident test mistakes: on FER2013 often label errors, not model errors."""
+    shown = [(mode, s["adversarial"]) for mode, s in metrics["students"].items()
+             if "mistakes_png" in s.get("adversarial", {})]
+    if not shown:
+        return []
+    lines = ["", "### Most confident test mistakes (final students, curated labels)", "",
+             "The faces each student gets wrong with the highest confidence. On FER2013 many are mislabeled: "
+             "look at them, and send those back to review (their paths are in `metrics.json` under "
+             "`confident_mistakes`, every prediction in `predictions/`) before trusting the accuracy.", ""]
+    for mode, r in shown:
+        lines.append(f"![most confident mistakes {mode}]({r['mistakes_png']})")
     return lines
 
 

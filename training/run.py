@@ -325,13 +325,16 @@ def build_teachers(ctx: Context, names: tuple[str, ...], explicit: bool) -> dict
 def train_teachers(ctx: Context, prof: Profile, splits: dict[str, SplitData], teachers: dict[str, nn.Module],
                    metrics: dict) -> None:
     for name, model in teachers.items():
-        hist = train_stage(ctx, f"teacher-{name}", model, splits["train"], prof.teacher_epochs, prof.lr,
+        pretrained = bool(getattr(model, "pretrained", False))
+        epochs = prof.pretrained_teacher_epochs if pretrained else prof.teacher_epochs
+        hist = train_stage(ctx, f"teacher-{name}", model, splits["train"], epochs, prof.lr,
                            prof.weight_decay, prof.batch_size, prof.checkpoint_every, weighted_ce)
         model.eval()
         for p in model.parameters():
             p.requires_grad_(False)
         entry = metrics["teachers"].setdefault(name, {})
         entry.update({"params": evaluate.count_parameters(model), "source": getattr(model, "fer_meta", {}).get("source"),
+                      "pretrained": pretrained, "epochs": epochs,
                       "loss_per_epoch": hist["losses"], "leak_warning": LEAKY_TEACHERS.get(name)})
 
 
@@ -383,8 +386,8 @@ def make_distill_loss(ctx: Context, mode: str, prof: Profile, teachers: dict[str
 def evaluate_student(ctx: Context, model: nn.Module, splits: dict[str, SplitData], prof: Profile, tag: str,
                      robust_images: tuple[torch.Tensor, torch.Tensor]) -> dict:
     """Clean val/test metrics (+ CSVs, confusion PNG) and robust accuracy of one student state."""
-    result = {}
-    for split in ("val", "test"):
+    result, probs = {}, None
+    for split in ("val", "test"):            # test last: its probs stay in ``probs``
         probs = evaluate.predict_probs(model, splits[split], device=ctx.device, desc=f"{tag} {split}")
         result[split] = evaluate.split_metrics(probs, splits[split], ctx.classes)
         csv_path = ctx.out / "predictions" / f"{tag}-{split}.csv"
@@ -394,6 +397,12 @@ def evaluate_student(ctx: Context, model: nn.Module, splits: dict[str, SplitData
     evaluate.plot_confusion(result["test"]["curated"]["confusion_matrix"], ctx.classes, str(png),
                             f"{tag}: test, curated labels")
     result["confusion_png"] = str(png.relative_to(ctx.out))
+    mistakes = evaluate.confident_mistakes(probs, splits["test"], ctx.classes)
+    png = ctx.out / "plots" / f"mistakes-{tag}-test.png"
+    evaluate.plot_mistakes(splits["test"], mistakes, str(png), f"{tag}: most confident test mistakes "
+                           "(label→predicted, confidence); often label errors worth reviewing")
+    result["confident_mistakes"] = [{k: v for k, v in m.items() if k != "index"} for m in mistakes]
+    result["mistakes_png"] = str(png.relative_to(ctx.out))
     x, y = robust_images
     result["robust"] = adversarial.robust_accuracy(model, x, y, prof.robust_eps, prof.robust_pgd_steps,
                                                    device=ctx.device)

