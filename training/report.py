@@ -74,12 +74,17 @@ def _header(metrics: dict) -> list[str]:
 def _teacher_table(metrics: dict) -> list[str]:
     if not metrics["teachers"]:
         return []
-    lines = ["## Teachers", "", "| teacher | params | val acc curated | test acc curated | test acc raw | test macro-F1 |",
-             "|---|---:|---:|---:|---:|---:|"]
+    lines = ["## Teachers", "", "| teacher | params | trained here | val acc curated | test acc curated | test acc raw "
+             "| test macro-F1 |", "|---|---:|---|---:|---:|---:|---:|"]
     for name, t in metrics["teachers"].items():
         if "test" not in t:
             continue
-        lines.append(f"| {name} | {t['params']:,} | {_pct(_acc(t['val'], 'curated'))} | {_pct(_acc(t['test'], 'curated'))} "
+        epochs = t.get("epochs")
+        span = "" if not epochs else f"{epochs:g} epoch{'s' * (epochs != 1)}"
+        trained = "–" if epochs is None else (span or "no (used as shipped)")
+        if t.get("pretrained") and epochs:
+            trained = f"fine-tuned {span}"
+        lines.append(f"| {name} | {t['params']:,} | {trained} | {_pct(_acc(t['val'], 'curated'))} | {_pct(_acc(t['test'], 'curated'))} "
                      f"| {_pct(_acc(t['test'], 'raw'))} | {_pct(t['test']['curated']['macro_f1'])} |")
     return lines + ["", "![teacher strength](plots/teacher-strength.png)", ""]
 
