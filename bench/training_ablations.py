@@ -10,7 +10,9 @@ file and a markdown table:
         --parallel --threads 1 --out runs/ablations
 
 Existing run folders are resumed (``--resume``), so an interrupted benchmark continues; pass
-``--summarize-only`` to rebuild the table from finished runs. Wall times are those of each
+``--summarize-only`` to rebuild the table from finished runs. ``--runs DIR...`` tabulates any
+finished run folders instead (e.g. one ``training --mode kd,eadd --teachers ...`` run per
+teacher set), one row per student, with the teachers each was distilled from. Wall times are those of each
 ``training`` process, so run it on an otherwise quiet machine.
 """
 
@@ -60,9 +62,9 @@ def run_all(commands: dict[str, list[str]], parallel: bool) -> dict[str, float]:
 def summarize(out: Path, wall_s: float | None) -> dict:
     """The numbers of one run folder that the comparison needs (accuracies in %)."""
     m = json.loads((out / "metrics.json").read_text())
-    pct = lambda v: round(100 * v, 2)  # noqa: E731
+    pct = lambda v: None if v is None else round(100 * v, 2)  # noqa: E731
     own, other = m["manifest"]["version"], m["eval_manifest"]["version"]
-    row = {"manifest": m["manifest"], "eval_manifest": m["eval_manifest"], "profile": m["profile"],
+    row = {"manifest": m["manifest"], "eval_manifest": m["eval_manifest"], "profile": m["profile"], "run": str(out),
            "wall_s": round(wall_s, 1) if wall_s else None, "teachers": {}, "students": {}}
     for name, t in m["teachers"].items():
         row["teachers"][name] = {"params": t["params"], f"test_acc_{own}": pct(t["test"]["curated"]["accuracy"])}
@@ -79,8 +81,8 @@ def summarize(out: Path, wall_s: float | None) -> dict:
             f"robust_test_acc_{other}": pct(s["eval_manifest_test"]["curated"]["accuracy"]),
             f"robust_test_acc_{other}_raw_labels": pct(s["eval_manifest_test"]["raw"]["accuracy"]),
             "macro_f1_distilled": pct(s["distilled"]["test"]["curated"]["macro_f1"]),
-            "pgd4_before": pct(s["distilled"]["robust"]["pgd"]["4/255"]),
-            "pgd4_after": pct(adv["robust"]["pgd"]["4/255"]),
+            "pgd4_before": pct(s["distilled"]["robust"]["pgd"].get("4/255")),
+            "pgd4_after": pct(adv["robust"]["pgd"].get("4/255")),
             "robust_subset": adv["robust"]["n_images"],
             "latency_ms_b1_1thread": round(s["speed"]["latency_ms_batch1_1thread"], 2),
         }
@@ -138,10 +140,26 @@ def markdown(rows: dict) -> str:
     return "\n".join(lines)
 
 
+def runs_markdown(rows: list[dict]) -> str:
+    """One line per student of the given run folders (accuracies on each run's own test split, in %)."""
+    lines = ["| run | trained on | teachers (test acc) | student | distilled | robust | robust: other test "
+             "| PGD 4/255 before → after | torch ms/img |", "|---|---|---|---|---:|---:|---:|---:|---:|"]
+    for row in rows:
+        own, other = row["manifest"]["version"], row["eval_manifest"]["version"]
+        teachers = ", ".join(f"{n} {t[f'test_acc_{own}']}" for n, t in row["teachers"].items()) or "–"
+        for mode, s in row["students"].items():
+            lines.append(f"| {Path(row['run']).name} | {own} | {teachers} | {mode} | {s[f'distilled_test_acc_{own}']} "
+                         f"| {s[f'robust_test_acc_{own}']} | {s[f'robust_test_acc_{other}']} ({other}) "
+                         f"| {s['pgd4_before']} → {s['pgd4_after']} | {s['latency_ms_b1_1thread']} |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--raw", type=Path, required=True, help="manifest of the uncurated version (fercurate export --view raw)")
-    p.add_argument("--curated", type=Path, required=True, help="manifest of a frozen curated version")
+    p.add_argument("--raw", type=Path, help="manifest of the uncurated version (fercurate export --view raw)")
+    p.add_argument("--curated", type=Path, help="manifest of a frozen curated version")
+    p.add_argument("--runs", type=Path, nargs="+", metavar="DIR", help="only tabulate these finished run folders")
+    p.add_argument("--results", type=Path, default=RESULTS, help=f"where the JSON goes (default {RESULTS})")
     p.add_argument("--profile", default="cpu")
     p.add_argument("--out", type=Path, default=Path("runs/ablations"))
     p.add_argument("--threads", type=int, help="torch threads per training process")
@@ -149,6 +167,14 @@ def main() -> None:
                    "one thread per process wastes less time on synchronisation than two)")
     p.add_argument("--summarize-only", action="store_true")
     args = p.parse_args()
+    if args.runs:
+        rows = [summarize(d, None) for d in args.runs]
+        args.results.parent.mkdir(exist_ok=True)
+        args.results.write_text(json.dumps(rows, indent=1) + "\n")
+        print(runs_markdown(rows))
+        return
+    if not (args.raw and args.curated):
+        p.error("give --raw and --curated manifests (or --runs DIR... to tabulate finished runs)")
     walls = {}
     if not args.summarize_only:
         commands = {key: training_command(manifest, other, args.out / key, args.profile, args.threads)
@@ -156,8 +182,8 @@ def main() -> None:
         walls = run_all(commands, args.parallel)
     rows = {key: summarize(args.out / key, walls.get(key)) for key in ("curated", "raw")}
     rows["shared_test"] = shared_test_accuracy({key: args.out / key for key in ("curated", "raw")})
-    RESULTS.parent.mkdir(exist_ok=True)
-    RESULTS.write_text(json.dumps(rows, indent=1) + "\n")
+    args.results.parent.mkdir(exist_ok=True)
+    args.results.write_text(json.dumps(rows, indent=1) + "\n")
     print(json.dumps(rows, indent=1))
     print(markdown(rows))
 

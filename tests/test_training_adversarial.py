@@ -91,6 +91,10 @@ def test_the_report_warns_about_a_student_that_predicts_one_class_for_most_faces
     metrics = {"students": {"ce": {"distilled": {"test": {"curated": {"confusion_matrix": healthy}}},
                                    "adversarial": {"test": {"curated": {"confusion_matrix": collapsed}}}}}}
     lines = [line for line in collapse_warnings(metrics, classes) if line]
-    assert len(lines) == 1 and "`ce` (robust) predicts happy for 93%" in lines[0]
+    assert len(lines) == 1 and "`ce` (robust) predicts happy for 93%" in lines[0] and "--adv-eps" in lines[0]
+    metrics["students"]["ce"]["distilled"]["test"]["curated"]["confusion_matrix"] = collapsed
+    lines = [line for line in collapse_warnings(metrics, classes) if line]
+    assert len(lines) == 2 and "`ce` (distilled)" in lines[0] and "train longer" in lines[0]
+    metrics["students"]["ce"]["distilled"]["test"]["curated"]["confusion_matrix"] = healthy
     metrics["students"]["ce"]["adversarial"]["test"]["curated"]["confusion_matrix"] = healthy
     assert collapse_warnings(metrics, classes) == []

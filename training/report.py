@@ -137,8 +137,10 @@ def collapse_warnings(metrics: dict, classes: list[str]) -> list[str]:
             share = predicted[top] / max(1, predicted.sum())
             if share > COLLAPSE_SHARE:
                 name = "robust" if stage == "adversarial" else stage
-                lines.append(f"**Warning:** `{mode}` ({name}) predicts {classes[top]} for {share:.0%} of the test "
-                             f"images: it has collapsed; lower the adversarial lr or eps (`--adv-eps`) and retrain.")
+                fix = ("lower the adversarial lr or eps (`--adv-eps`) and retrain" if stage == "adversarial" else
+                       "train longer (`--epochs`) or check the labels and the policy")
+                lines.append(f"- **Warning:** `{mode}` ({name}) predicts {classes[top]} for {share:.0%} of the test "
+                             f"images: it has collapsed; {fix}.")
     return [""] + lines if lines else []
 
 
