@@ -27,6 +27,7 @@ import time
 from pathlib import Path
 
 RESULTS = Path(__file__).parent / "results" / "training_ablations.json"
+RUNS_RESULTS = Path(__file__).parent / "results" / "training_runs.json"   # --runs DIR...
 
 
 def training_command(manifest: Path, other: Path, out: Path, profile: str, threads: int | None) -> list[str]:
@@ -159,7 +160,8 @@ def main() -> None:
     p.add_argument("--raw", type=Path, help="manifest of the uncurated version (fercurate export --view raw)")
     p.add_argument("--curated", type=Path, help="manifest of a frozen curated version")
     p.add_argument("--runs", type=Path, nargs="+", metavar="DIR", help="only tabulate these finished run folders")
-    p.add_argument("--results", type=Path, default=RESULTS, help=f"where the JSON goes (default {RESULTS})")
+    p.add_argument("--results", type=Path, help=f"where the JSON goes (default {RESULTS.name}, "
+                   f"with --runs {RUNS_RESULTS.name}, in {RESULTS.parent})")
     p.add_argument("--profile", default="cpu")
     p.add_argument("--out", type=Path, default=Path("runs/ablations"))
     p.add_argument("--threads", type=int, help="torch threads per training process")
@@ -167,6 +169,8 @@ def main() -> None:
                    "one thread per process wastes less time on synchronisation than two)")
     p.add_argument("--summarize-only", action="store_true")
     args = p.parse_args()
+    if args.results is None:
+        args.results = RUNS_RESULTS if args.runs else RESULTS
     if args.runs:
         rows = [summarize(d, None) for d in args.runs]
         args.results.parent.mkdir(exist_ok=True)
