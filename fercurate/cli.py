@@ -14,7 +14,7 @@ import textwrap
 from importlib import resources
 from pathlib import Path
 
-from fercurate import __version__, config
+from fercurate import __version__, cli_review, config
 from fercurate.errors import FercurateError
 
 KAGGLE_HINT = ("download FER2013 (Kaggle 'msambare/fer2013' image folders, or the original fer2013.csv) "
@@ -102,7 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--json", action="store_true", help="print JSON instead of tables")
     s.set_defaults(func=cmd_status)
 
-    add_review_commands(sub)
+    cli_review.add_review_commands(sub)
 
     s = sub.add_parser("delete", help="delete a dataset with its decisions and versions (not its image files)")
     s.add_argument("name", help="dataset name")
@@ -110,78 +110,6 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_delete)
     return p
 
-
-def add_review_commands(sub) -> None:
-    dataset_help = "dataset name (default: the only fercurate dataset, or the one holding the version)"
-
-    s = sub.add_parser("decide", help="accept, reject or undo proposed fixes from the command line",
-                       description="Decide fixes in bulk without the App (the App's review panel does the same "
-                                   "one by one). Samples come from --ids or a saved view such as a review queue "
-                                   "(review-label-issues, review-duplicates, review-nonface, review-quality, "
-                                   "review-crops). Without --kind, accept/reject touch only PENDING fixes; with "
-                                   "--kind they change those fixes whatever their status. Every decision is "
-                                   "logged with the curator and time; 'undo' takes back the latest one.",
-                       epilog="example: fercurate decide fer2013 accept --view review-duplicates --kind drop_duplicate")
-    s.add_argument("name", help="dataset name")
-    s.add_argument("action", choices=["accept", "reject", "undo"], help="what to do")
-    s.add_argument("--kind", action="append", metavar="KIND",
-                   help="fix kind (repeatable): relabel, drop_duplicate, drop_nonface, drop_quality, use_crop")
-    pick = s.add_mutually_exclusive_group(required=True)
-    pick.add_argument("--ids", nargs="+", metavar="ID", help="sample ids")
-    pick.add_argument("--view", metavar="SAVED_VIEW", help="every sample of a saved view, e.g. review-duplicates")
-    s.add_argument("--curator", help="who decides (default: $FERCURATE_CURATOR or the OS user)")
-    s.set_defaults(func=cmd_decide)
-
-    s = sub.add_parser("set-label", help="set the curated label of samples by hand (any class)")
-    s.add_argument("name", help="dataset name")
-    s.add_argument("label", help="the class to set")
-    s.add_argument("--ids", nargs="+", metavar="ID", required=True, help="sample ids")
-    s.add_argument("--curator", help="who decides (default: $FERCURATE_CURATOR or the OS user)")
-    s.set_defaults(func=cmd_set_label)
-
-    s = sub.add_parser("decisions", help="the audit trail of every decision, as CSV",
-                       description="Write every decision on dataset NAME (who, when, which fix, from what to "
-                                   "what, undos included), oldest first.")
-    s.add_argument("name", help="dataset name")
-    s.add_argument("--out", type=Path, help="CSV file (default: standard output)")
-    s.set_defaults(func=cmd_decisions)
-
-    s = sub.add_parser("freeze", help="freeze the current decisions as an immutable version",
-                       description="Write version VERSION: the samples kept, their final labels, crop or original "
-                                   "image, the rebalancing policy with its class weights, counts, a content hash; "
-                                   "plus a saved view of the same name. Later decisions never change it. Pending "
-                                   "fixes are allowed (those samples keep their original label and image) and "
-                                   "reported. An existing name is refused.")
-    s.add_argument("version", help="version name, e.g. clean_v1")
-    s.add_argument("--dataset", help=dataset_help)
-    s.add_argument("--policy", choices=["none", "class_weights", "oversample"], default="none",
-                   help="rebalancing for training: none, class_weights (per-sample loss weights, effective number "
-                        "of samples) or oversample (each class drawn up to the median train class size); "
-                        "default %(default)s")
-    s.add_argument("--curator", help="who freezes (default: $FERCURATE_CURATOR or the OS user)")
-    s.set_defaults(func=cmd_freeze)
-
-    s = sub.add_parser("versions", help="list the frozen versions ('raw' is always there)")
-    s.add_argument("--dataset", help=dataset_help)
-    s.add_argument("--json", action="store_true", help="print JSON")
-    s.set_defaults(func=cmd_versions)
-
-    s = sub.add_parser("export", help="write a version as a manifest for training (JSON lines on stdout)",
-                       description="Export version --view: by default JSON lines on standard output, a header line "
-                                   "(format version, dataset, version, content hash, classes, split counts, policy "
-                                   "and class weights) then one line per sample. The same version always exports "
-                                   "to the same bytes. 'raw' is every sample with its original label.",
-                       epilog="example: fercurate export --view clean_v1 | training --profile cpu")
-    s.add_argument("--view", required=True, metavar="VERSION", help="version name (see 'fercurate versions'), or raw")
-    s.add_argument("--dataset", help=dataset_help)
-    s.add_argument("--out", type=Path, help="output file (folder for --format folder); default standard output")
-    s.add_argument("--format", choices=["jsonl", "csv", "folder"], default="jsonl",
-                   help="jsonl (the manifest), csv (the sample table) or folder (<split>/<label>/ images plus "
-                        "manifest.jsonl); default %(default)s")
-    s.set_defaults(func=cmd_export)
-
-
-# --- finding the data -----------------------------------------------------------------
 
 def bundled_sample(name: str) -> Path | None:
     path = Path(str(resources.files("fercurate") / "sample_data" / name))
@@ -271,101 +199,6 @@ def _propose(ds) -> None:
     from fercurate import fixes
     pending = fixes.propose(ds)
     print("proposed fixes pending review: " + ", ".join(f"{k} {n}" for k, n in pending.items()))
-
-
-def _pick_dataset(name: str | None, version: str | None = None):
-    """--dataset, else the only fercurate dataset, else the only one holding ``version``."""
-    from fercurate import dataset, schema, versions
-    if name:
-        return dataset.load(name)
-    names = dataset.list_datasets()
-    if not names:
-        raise FercurateError("no fercurate datasets yet; run 'fercurate launch fer2013'")
-    if len(names) > 1 and version and version != schema.RAW_VERSION:
-        names = [n for n in names if version in versions.version_names(dataset.load(n))] or names
-    if len(names) > 1:
-        raise FercurateError(f"several datasets ({', '.join(names)}); pass --dataset NAME")
-    return dataset.load(names[0])
-
-
-def _sample_ids(ds, args: argparse.Namespace) -> list[str]:
-    if args.ids:
-        return args.ids
-    if args.view not in ds.list_saved_views():
-        raise FercurateError(f"dataset '{ds.name}' has no saved view '{args.view}'; saved views: "
-                             f"{', '.join(ds.list_saved_views()) or 'none'}")
-    return ds.load_saved_view(args.view).values("id")
-
-
-def cmd_decide(args: argparse.Namespace) -> int:
-    from fercurate import dataset, fixes
-    ds = dataset.load(args.name)
-    ids = _sample_ids(ds, args)
-    if args.action == "undo":
-        n = fixes.undo(ds, ids, args.kind, args.curator)
-    else:
-        n = fixes.decide(ds, ids, args.action, args.kind, args.curator)
-    print(f"{args.action}: {n} fix(es) changed on {len(ids)} sample(s)")
-    return 0
-
-
-def cmd_set_label(args: argparse.Namespace) -> int:
-    from fercurate import dataset, fixes
-    ds = dataset.load(args.name)
-    n = fixes.set_label(ds, args.ids, args.label, args.curator)
-    print(f"set-label: {n} sample(s) now labelled '{args.label}'")
-    return 0
-
-
-def cmd_decisions(args: argparse.Namespace) -> int:
-    from fercurate import dataset, decisions
-    ds = dataset.load(args.name)
-    n = decisions.export_csv(ds, args.out or sys.stdout)
-    if args.out:
-        print(f"wrote {n} decision record(s) to {args.out}")
-    return 0
-
-
-def cmd_freeze(args: argparse.Namespace) -> int:
-    from fercurate import versions
-    ds = _pick_dataset(args.dataset)
-    header = versions.freeze(ds, args.version, args.policy, args.curator)
-    counts = {s: sum(c.values()) for s, c in header["split_counts"].items()}
-    d = header["decisions"]
-    print(f"froze '{args.version}' of '{ds.name}': {header['num_samples']} samples "
-          f"({', '.join(f'{s} {n}' for s, n in counts.items())}), {d['dropped']} dropped, {d['relabelled']} "
-          f"relabelled, {d['cropped']} cropped, policy {header['policy']['name']}, {header['content_hash'][:19]}…")
-    if d["pending_left"]:
-        print(f"note: {d['pending_left']} fix(es) were still pending; those samples keep their original label and image")
-    return 0
-
-
-def cmd_versions(args: argparse.Namespace) -> int:
-    from fercurate import versions
-    ds = _pick_dataset(args.dataset)
-    rows = versions.list_versions(ds)
-    if args.json:
-        print(json.dumps(rows, indent=2))
-        return 0
-    print(f"versions of '{ds.name}':")
-    for v in rows:
-        if v["name"] == "raw":
-            print(f"  {'raw':<12} {v['num_samples']:>7} samples  every sample, original labels (not frozen)")
-        else:
-            print(f"  {v['name']:<12} {v['num_samples']:>7} samples  frozen {v['frozen_at'][:19]} by {v['curator']}, "
-                  f"policy {v['policy']}, {v['pending_left']} pending left, {v['content_hash'][:19]}…")
-    return 0
-
-
-def cmd_export(args: argparse.Namespace) -> int:
-    from fercurate import export
-    ds = _pick_dataset(args.dataset, args.view)
-    if args.format == "folder" and not args.out:
-        raise FercurateError("--format folder needs --out DIR")
-    header = export.export(ds, args.view, args.out or sys.stdout.buffer, args.format)
-    if args.out:
-        print(f"exported '{args.view}' of '{ds.name}' ({header['num_samples']} samples) to {args.out}", file=sys.stderr)
-    return 0
 
 
 def cmd_signals(args: argparse.Namespace) -> int:

@@ -1,8 +1,10 @@
 """Proposed fixes and the curator's decisions on them.
 
 Every signal's finding becomes a *proposed fix* on the sample, one document per kind
-(``schema.fix_field(kind)``): relabel to the suggested label, drop a duplicate (the
-group's keeper stays), drop a non-face, drop a low-quality image, use the aligned crop.
+(``schema.fix_field(kind)``): relabel to the suggested label, drop an image whose label
+is disputed with no clear answer, drop a duplicate (the group's keeper stays), drop a
+non-face, drop a low-quality image, use the aligned crop. The rules that decide what is
+proposed are :mod:`fercurate.proposals`; this module writes them and the decisions.
 A fix carries its evidence and a status (pending / accepted / rejected) with who decided
 and when. The given label is never overwritten: ``curated_label`` and ``curated_drop``
 are derived from the accepted fixes and rewritten in the same step as each decision.
@@ -17,93 +19,18 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable
-from dataclasses import dataclass
 
 import fiftyone as fo
 from fiftyone import ViewField as F
 
-from fercurate import config, decisions, schema
+from fercurate import config, decisions, policy, schema
 from fercurate.errors import FercurateError
-
-#: use_crop is proposed when the eye line is tilted at least this much (degrees) ...
-CROP_MIN_ROLL = 10.0
-#: ... or the detected face covers less than this fraction of the image
-CROP_MAX_FACE_AREA = 0.4
+from fercurate.proposals import PROPOSERS, Proposal
 
 FIX_FIELDS = {kind: schema.fix_field(kind) for kind in schema.FIX_KINDS}
 
 
 # --- proposing ------------------------------------------------------------------------
-
-@dataclass
-class Proposal:
-    """What a signal says about one sample for one fix kind."""
-
-    score: float          # lower = stronger case for the fix (the signals' convention)
-    proposed_by: str
-    evidence: dict        # kind-specific extras stored on the fix (target, group, ...)
-
-
-def _column(ds: fo.Dataset, path: str) -> list:
-    """A field's values in ``ds`` order, or Nones when the field does not exist yet."""
-    if not ds.has_sample_field(path.split(".")[0]):
-        return [None] * len(ds)
-    return ds.values(path)
-
-
-def _relabel(ds: fo.Dataset) -> list[Proposal | None]:
-    flags, quality = _column(ds, schema.IS_LABEL_ISSUE), _column(ds, schema.LABEL_QUALITY)
-    suggested = _column(ds, f"{schema.SUGGESTED_LABEL}.label")
-    confidence = _column(ds, f"{schema.SUGGESTED_LABEL}.confidence")
-    given = ds.values(f"{schema.GROUND_TRUTH}.label")
-    return [Proposal(q, "label_issues", {schema.FIX_TARGET: s, "confidence": c})
-            if f and s and s != g else None
-            for f, q, s, c, g in zip(flags, quality, suggested, confidence, given)]
-
-
-def _drop_duplicate(ds: fo.Dataset) -> list[Proposal | None]:
-    cols = [_column(ds, f) for f in (schema.IS_DUPLICATE, schema.DUP_SCORE, schema.DUP_GROUP, schema.DUP_KIND,
-                                     schema.DUP_LABEL_CONFLICT, schema.DUP_CROSS_SPLIT)]
-    return [Proposal(score, "duplicates", {"group": group, "dup_kind": kind, "label_conflict": bool(conflict),
-                                           "cross_split": bool(cross)})
-            if flag else None for flag, score, group, kind, conflict, cross in zip(*cols)]
-
-
-def _drop_nonface(ds: fo.Dataset) -> list[Proposal | None]:
-    flags, scores = _column(ds, schema.IS_NON_FACE), _column(ds, schema.FACE_SCORE)
-    return [Proposal(s or 0.0, "faces", {}) if f else None for f, s in zip(flags, scores)]
-
-
-def _drop_quality(ds: fo.Dataset) -> list[Proposal | None]:
-    flags, scores = _column(ds, schema.IS_LOW_QUALITY), _column(ds, schema.QUALITY_SCORE)
-    issues = _column(ds, schema.QUALITY_ISSUES)
-    return [Proposal(s, "quality", {"issues": list(i or [])}) if f else None for f, s, i in zip(flags, scores, issues)]
-
-
-def _use_crop(ds: fo.Dataset) -> list[Proposal | None]:
-    """The crop is worth a look where it changes the image: a tilted head or a small face."""
-    aligned, roll = _column(ds, schema.ALIGNED_FILEPATH), _column(ds, schema.FACE_ROLL)
-    box = _column(ds, f"{schema.FACE_DETECTION}.bounding_box")
-    out: list[Proposal | None] = []
-    for path, r, b in zip(aligned, roll, box):
-        tilt = abs(r) if r is not None else 0.0
-        area = b[2] * b[3] if b else 1.0
-        if path and (tilt >= CROP_MIN_ROLL or area < CROP_MAX_FACE_AREA):
-            score = max(0.0, min(1.0 - tilt / 45.0, area / CROP_MAX_FACE_AREA / 2))
-            out.append(Proposal(round(score, 4), "faces", {"roll": r, "face_area": round(area, 4)}))
-        else:
-            out.append(None)
-    return out
-
-
-PROPOSERS = {
-    schema.RELABEL: _relabel,
-    schema.DROP_DUPLICATE: _drop_duplicate,
-    schema.DROP_NONFACE: _drop_nonface,
-    schema.DROP_QUALITY: _drop_quality,
-    schema.USE_CROP: _use_crop,
-}
-
 
 def _fix_doc(kind: str, p: Proposal) -> fo.DynamicEmbeddedDocument:
     return fo.DynamicEmbeddedDocument(**{
@@ -123,8 +50,12 @@ def declare_fields(ds: fo.Dataset) -> None:
                            (schema.FIX_DECIDED_AT, fo.StringField)):
             if f"{field}.{key}" not in have:
                 ds.add_sample_field(f"{field}.{key}", ftype)
-    if f"{FIX_FIELDS[schema.RELABEL]}.{schema.FIX_TARGET}" not in have:
-        ds.add_sample_field(f"{FIX_FIELDS[schema.RELABEL]}.{schema.FIX_TARGET}", fo.StringField)
+    for kind, key, ftype in ((schema.RELABEL, schema.FIX_TARGET, fo.StringField),
+                             (schema.DROP_AMBIGUOUS, schema.FIX_RUNNER_UP, fo.StringField),
+                             *((k, x, fo.FloatField) for k in (schema.RELABEL, schema.DROP_AMBIGUOUS)
+                               for x in (schema.FIX_CONFIDENCE, schema.FIX_MARGIN, schema.FIX_GIVEN_PROB))):
+        if f"{FIX_FIELDS[kind]}.{key}" not in have:
+            ds.add_sample_field(f"{FIX_FIELDS[kind]}.{key}", ftype)
     if schema.CURATED_LABEL not in have:
         ds.add_sample_field(schema.CURATED_LABEL, fo.EmbeddedDocumentField, embedded_doc_type=fo.Classification)
     if schema.CURATED_DROP not in have:
@@ -258,6 +189,34 @@ def decide(ds: fo.Dataset, ids: Iterable[str], action: str, kinds: Iterable[str]
             after = {**before, schema.FIX_STATUS: status, schema.FIX_CURATOR: curator, schema.FIX_DECIDED_AT: at}
             changes.append(decisions.Change(sid, kind, action, before, after, curator, at))
     return _apply(ds, changes)
+
+
+def auto_candidates(view, policy_name: str = "default", kinds: Iterable[str] | None = None) -> dict[str, list[str]]:
+    """{kind: ids of the samples in ``view`` whose pending fix of that kind the policy passes}
+    for every kind the policy covers (of ``kinds``, default all): what an auto-accept would
+    change, so the App can show the count before it runs."""
+    pol = policy.get(policy_name)
+    out: dict[str, list[str]] = {}
+    for kind in _check_kinds(kinds) or list(schema.FIX_KINDS):
+        field = FIX_FIELDS[kind]
+        if kind not in pol.max_score or not view.has_sample_field(field):
+            continue
+        out[kind] = view.match((F(f"{field}.{schema.FIX_STATUS}") == schema.PENDING)
+                               & (F(f"{field}.{schema.FIX_SCORE}") <= pol.max_score[kind])).values("id")
+    return out
+
+
+def decide_auto(ds: fo.Dataset, policy_name: str = "default", ids: Iterable[str] | None = None,
+                kinds: Iterable[str] | None = None, view=None) -> dict[str, int]:
+    """Accept the pending fixes that the auto-accept policy passes (of ``ids`` or ``view``,
+    default every sample; of ``kinds``, default every kind the policy covers), as curator
+    ``auto:<policy>``. Returns the fixes accepted per kind; the rest stay pending for a person."""
+    pol = policy.get(policy_name)
+    if ids is not None:
+        view = ds.select(_existing_ids(ds, ids))
+    found = auto_candidates(view if view is not None else ds, policy_name, kinds)
+    return {kind: decide(ds, chosen, schema.ACCEPT, [kind], curator=pol.curator) if chosen else 0
+            for kind, chosen in found.items()}
 
 
 def set_label(ds: fo.Dataset, ids: Iterable[str], label: str, curator: str | None = None) -> int:

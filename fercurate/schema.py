@@ -107,10 +107,13 @@ FACE_ROLL = "face_roll"                    # eye-line angle in degrees (None wit
 # sample (None when that kind is not proposed), so the App's sidebar can filter e.g.
 # ``fix_relabel.status``. The original label is never overwritten: CURATED_LABEL and
 # CURATED_DROP are derived from the accepted fixes and rewritten with every decision.
-RELABEL, DROP_DUPLICATE, DROP_NONFACE, DROP_QUALITY, USE_CROP = (
-    "relabel", "drop_duplicate", "drop_nonface", "drop_quality", "use_crop")
-FIX_KINDS: tuple[str, ...] = (RELABEL, DROP_DUPLICATE, DROP_NONFACE, DROP_QUALITY, USE_CROP)
-DROP_KINDS: tuple[str, ...] = (DROP_DUPLICATE, DROP_NONFACE, DROP_QUALITY)
+# A label issue becomes a relabel only where the suggested label is likely right; where
+# the model is sure only that the given label is wrong (or the face sits between two
+# emotions) it becomes drop_ambiguous: a wrong relabel is worse than a drop.
+RELABEL, DROP_AMBIGUOUS, DROP_DUPLICATE, DROP_NONFACE, DROP_QUALITY, USE_CROP = (
+    "relabel", "drop_ambiguous", "drop_duplicate", "drop_nonface", "drop_quality", "use_crop")
+FIX_KINDS: tuple[str, ...] = (RELABEL, DROP_AMBIGUOUS, DROP_DUPLICATE, DROP_NONFACE, DROP_QUALITY, USE_CROP)
+DROP_KINDS: tuple[str, ...] = (DROP_AMBIGUOUS, DROP_DUPLICATE, DROP_NONFACE, DROP_QUALITY)
 PENDING, ACCEPTED, REJECTED = "pending", "accepted", "rejected"
 FIX_STATUSES: tuple[str, ...] = (PENDING, ACCEPTED, REJECTED)
 ACCEPT, REJECT, UNDO, SET_LABEL = "accept", "reject", "undo", "set_label"   # decision actions
@@ -125,6 +128,10 @@ def fix_field(kind: str) -> str:
 FIX_STATUS = "status"          # one of FIX_STATUSES
 FIX_SCORE = "score"            # the evidence score (lower = stronger case for the fix)
 FIX_TARGET = "target"          # relabel: the label it would set
+FIX_CONFIDENCE = "confidence"  # label fixes: out-of-fold probability of the suggested label
+FIX_MARGIN = "margin"          # label fixes: that probability less the runner-up's
+FIX_GIVEN_PROB = "given_prob"  # label fixes: out-of-fold probability of the given label
+FIX_RUNNER_UP = "runner_up"    # drop_ambiguous: the second most likely label
 FIX_PROPOSED_BY = "proposed_by"  # signal name, or "manual" for a label set by hand
 FIX_CURATOR = "curator"        # who decided last (None while pending)
 FIX_DECIDED_AT = "decided_at"  # when (UTC ISO string, None while pending)
@@ -135,6 +142,7 @@ CURATED_DROP = "curated_drop"      # True when an accepted fix drops the sample
 #: Saved views, one review queue per fix kind, pending first, strongest evidence first.
 QUEUE_VIEWS: dict[str, str] = {
     RELABEL: "review-label-issues",
+    DROP_AMBIGUOUS: "review-ambiguous",
     DROP_DUPLICATE: "review-duplicates",
     DROP_NONFACE: "review-nonface",
     DROP_QUALITY: "review-quality",
@@ -144,6 +152,7 @@ QUEUE_VIEWS: dict[str, str] = {
 #: How the review panel and the operators name each queue.
 QUEUE_LABELS: dict[str, str] = {
     RELABEL: "label issues",
+    DROP_AMBIGUOUS: "label disputed, no clear answer",
     DROP_DUPLICATE: "duplicates",
     DROP_NONFACE: "not a face",
     DROP_QUALITY: "low quality",
@@ -151,6 +160,8 @@ QUEUE_LABELS: dict[str, str] = {
 }
 
 # --- MongoDB collections fercurate owns (beside FiftyOne's) --------------------------
+#: curator name of decisions made by an auto-accept policy: ``auto:<policy name>``
+AUTO_CURATOR_PREFIX = "auto:"
 DECISIONS_COLLECTION = "fercurate_decisions"   # append-only audit log of every decision
 VERSIONS_COLLECTION = "fercurate_versions"     # frozen versions (immutable once written)
 RAW_VERSION = "raw"                            # always available: every sample, original labels

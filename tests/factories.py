@@ -78,7 +78,8 @@ def planted_review_dataset(root: Path, name: str):
     fields are set by hand, so each fix kind is proposed for known samples.
 
     Returns ``(ds, planted)`` with planted = {role: sample id}: "mislabeled" (angry,
-    suggested happy), "keeper" / "duplicate" (one group, the duplicate in train),
+    suggested happy), "ambiguous" (disgust, a flagged label whose out-of-fold probabilities
+    split between angry and disgust: no clear answer), "keeper" / "duplicate" (one group, the duplicate in train),
     "nonface", "blank" (low quality), "tilted" (aligned crop, 20 degrees roll), and
     "clean" (no finding).
     """
@@ -97,7 +98,7 @@ def planted_review_dataset(root: Path, name: str):
     planted = {"mislabeled": by[("angry", "train")][0], "keeper": by[("sad", "test")][0],
                "duplicate": by[("sad", "train")][0], "nonface": by[("fear", "train")][0],
                "blank": by[("neutral", "train")][0], "tilted": by[("happy", "train")][0],
-               "clean": by[("surprise", "train")][0]}
+               "clean": by[("surprise", "train")][0], "ambiguous": by[("disgust", "train")][0]}
     classes = list(schema.EMOTIONS)
     crop = root / "aligned.png"
     write_image(crop, 999)
@@ -106,12 +107,18 @@ def planted_review_dataset(root: Path, name: str):
         rest = (1 - p) / (len(classes) - 1)
         return [p if c == label else rest for c in classes]
 
+    def split(a: str, b: str) -> list[float]:
+        return [0.42 if c == a else 0.33 if c == b else 0.25 / (len(classes) - 2) for c in classes]
+
+    issue = (planted["mislabeled"], planted["ambiguous"])
     values = {
-        schema.IS_LABEL_ISSUE: {i: i == planted["mislabeled"] for i in ids},
-        schema.LABEL_QUALITY: {i: 0.05 if i == planted["mislabeled"] else 0.8 for i in ids},
+        schema.IS_LABEL_ISSUE: {i: i in issue for i in ids},
+        schema.LABEL_QUALITY: {i: 0.05 if i == planted["mislabeled"] else 0.2 if i == planted["ambiguous"] else 0.8
+                               for i in ids},
         schema.SUGGESTED_LABEL: {i: fo.Classification(label="happy" if i == planted["mislabeled"] else lab, confidence=0.8)
                                  for i, lab in zip(ids, labels)},
-        schema.OOF_PROBS: {i: one_hot("happy" if i == planted["mislabeled"] else lab) for i, lab in zip(ids, labels)},
+        schema.OOF_PROBS: {i: (split("angry", "disgust") if i == planted["ambiguous"]
+                               else one_hot("happy" if i == planted["mislabeled"] else lab)) for i, lab in zip(ids, labels)},
         schema.DUP_GROUP: {i: ("g1" if i in (planted["keeper"], planted["duplicate"]) else None) for i in ids},
         schema.DUP_KEEPER: {i: i == planted["keeper"] for i in ids},
         schema.IS_DUPLICATE: {i: i == planted["duplicate"] for i in ids},

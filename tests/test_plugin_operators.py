@@ -59,7 +59,8 @@ def relabel_status(ds, sid: str) -> str | None:
 
 def test_plugin_registers_every_operator_and_the_panel(plugins_dir):
     listed = {o.uri for o in foo.list_operators(type="operator")}
-    for name in ("accept_fixes", "reject_fixes", "undo_fixes", "set_label", "freeze_version", "open_queue"):
+    for name in ("accept_fixes", "reject_fixes", "undo_fixes", "set_label", "freeze_version", "auto_accept",
+                 "open_queue"):
         assert op(name) in listed
     assert op("review_panel") in {p.uri for p in foo.list_operators(type="panel")}
 
@@ -97,6 +98,20 @@ def test_bulk_accept_on_the_view_counts_in_the_form_and_changes_every_pending_fi
     assert [status(ds, roles[r], schema.RELABEL) for r in ("issue0", "issue1", "issue2")] == [
         schema.ACCEPTED, schema.ACCEPTED, schema.REJECTED]  # "all pending" leaves the decided one alone
     assert status(ds, roles["dup"], schema.DROP_DUPLICATE) == schema.PENDING  # outside the view
+
+
+def test_auto_accept_shows_what_passes_then_accepts_it_as_the_policy(planted):
+    ds, roles = planted
+    ds.set_values(f"{schema.fix_field(schema.RELABEL)}.{schema.FIX_SCORE}",
+                  {roles["issue0"]: 0.1, roles["issue1"]: 0.5, roles["issue2"]: 0.25}, key_field="id")
+    form = resolve_input("auto_accept", ds, {"policy": "default", "kind": schema.RELABEL, "target": "current view"})
+    assert "accept 2 fix(es): label issues 2" in form["properties"]["summary"]["view"]["label"]
+    out = run("auto_accept", ds, {"policy": "default", "kind": schema.RELABEL, "target": "current view"})
+    assert out == {"accepted": {schema.RELABEL: 2}, "curator": "auto:default"}
+    assert [relabel_status(ds, roles[r]) for r in ("issue0", "issue1", "issue2")] == [
+        schema.ACCEPTED, schema.PENDING, schema.ACCEPTED]
+    assert ds[roles["issue0"]][schema.fix_field(schema.RELABEL)][schema.FIX_CURATOR] == "auto:default"
+    assert status(ds, roles["dup"], schema.DROP_DUPLICATE) == schema.PENDING  # only the chosen kind
 
 
 def test_undo_restores_the_previous_status_and_the_curated_fields(planted):

@@ -36,7 +36,8 @@ def curated(ds, sample_id):
 
 def test_each_signal_becomes_a_pending_fix_on_exactly_its_samples(planted):
     ds, ids = planted
-    expected = {schema.RELABEL: "mislabeled", schema.DROP_DUPLICATE: "duplicate", schema.DROP_NONFACE: "nonface",
+    expected = {schema.RELABEL: "mislabeled", schema.DROP_AMBIGUOUS: "ambiguous",
+                schema.DROP_DUPLICATE: "duplicate", schema.DROP_NONFACE: "nonface",
                 schema.DROP_QUALITY: "blank", schema.USE_CROP: "tilted"}
     for kind, role in expected.items():
         assert ds.exists(schema.fix_field(kind)).values("id") == [ids[role]], kind
@@ -84,7 +85,7 @@ def test_bulk_without_kinds_decides_only_pending_fixes(planted):
     ds, ids = planted
     fixes.decide(ds, [ids["nonface"]], schema.REJECT, curator="ana")
     changed = fixes.decide(ds, ds.values("id"), schema.ACCEPT, curator="bo")
-    assert changed == 4  # relabel, duplicate, blank, crop: the rejected non-face stays rejected
+    assert changed == 5  # relabel, ambiguous, duplicate, blank, crop: the rejected non-face stays rejected
     assert fix(ds, ids["nonface"], schema.DROP_NONFACE)[schema.FIX_STATUS] == schema.REJECTED
     assert fixes.counts(ds)[schema.USE_CROP]["accepted"] == 1
     assert fixes.decide(ds, ds.values("id"), schema.ACCEPT) == 0
@@ -140,7 +141,7 @@ def test_freeze_applies_decisions_and_later_decisions_do_not_change_it(planted):
     head, samples, lines = read_manifest(first)
     assert head == header and head["num_samples"] == len(samples) == len(ds) - 1
     assert head["content_hash"] == manifest.content_hash(lines)
-    assert head["decisions"]["pending_left"] == 2  # non-face and blank were not decided
+    assert head["decisions"]["pending_left"] == 3  # non-face, blank and the ambiguous label were not decided
     by_id = {s["id"]: s for s in samples}
     assert ids["duplicate"] not in by_id
     assert (by_id[ids["mislabeled"]]["label"], by_id[ids["mislabeled"]]["original_label"]) == ("happy", "angry")
@@ -159,6 +160,65 @@ def test_freeze_applies_decisions_and_later_decisions_do_not_change_it(planted):
         versions.freeze(ds, "clean_v1")
     assert versions.next_name(ds) == "clean_v2"
     assert versions.freeze(ds, "clean_v2")["num_samples"] == len(ds) - 3
+
+
+def test_an_ambiguous_label_is_dropped_not_relabelled_and_the_drop_is_logged_frozen_and_undone(planted):
+    ds, ids = planted
+    sid = ids["ambiguous"]
+    amb = fix(ds, sid, schema.DROP_AMBIGUOUS)
+    assert fix(ds, sid, schema.RELABEL) is None  # no clear answer: never a relabel
+    assert amb[schema.FIX_RUNNER_UP] == "angry" and amb[schema.FIX_GIVEN_PROB] == 0.33
+    assert amb[schema.FIX_MARGIN] == pytest.approx(0.09) and amb[schema.FIX_SCORE] == 0.2
+    assert ds.load_saved_view(schema.QUEUE_VIEWS[schema.DROP_AMBIGUOUS]).values("id") == [sid]
+    assert fixes.decide(ds, [sid], schema.ACCEPT, curator="ana") == 1
+    ds.reload()
+    assert curated(ds, sid) == ("disgust", True)  # dropped, its label untouched
+    assert [(r["action"], r["kind"], r["curator"]) for r in decisions.history(ds, sid)] == [
+        ("accept", schema.DROP_AMBIGUOUS, "ana")]
+    versions.freeze(ds, "clean_v1")
+    _, samples, _ = read_manifest(versions.manifest_bytes(ds, "clean_v1"))
+    assert sid not in {s["id"] for s in samples} and len(samples) == len(ds) - 1
+    fixes.undo(ds, [sid])
+    ds.reload()
+    assert curated(ds, sid) == ("disgust", False)
+    assert fix(ds, sid, schema.DROP_AMBIGUOUS)[schema.FIX_STATUS] == schema.PENDING
+
+
+def test_auto_accept_takes_only_what_passes_each_threshold_as_auto_curator_and_can_be_undone(planted):
+    from fercurate import policy
+    ds, ids = planted
+    fixes.decide(ds, [ids["nonface"]], schema.REJECT, curator="ana")  # a person's decision stays
+    accepted = fixes.decide_auto(ds, "default")
+    ds.reload()
+    # relabel score 1 - 0.8 = 0.2 passes 0.3; the ambiguous label's quality 0.2 does not pass 0.15
+    assert accepted == {schema.RELABEL: 1, schema.DROP_AMBIGUOUS: 0, schema.DROP_DUPLICATE: 1,
+                        schema.DROP_NONFACE: 0, schema.DROP_QUALITY: 1}
+    assert policy.POLICIES["default"].max_score[schema.DROP_AMBIGUOUS] < 0.2
+    assert fix(ds, ids["ambiguous"], schema.DROP_AMBIGUOUS)[schema.FIX_STATUS] == schema.PENDING
+    assert fix(ds, ids["tilted"], schema.USE_CROP)[schema.FIX_STATUS] == schema.PENDING  # never automatic
+    assert fix(ds, ids["nonface"], schema.DROP_NONFACE)[schema.FIX_CURATOR] == "ana"
+    relabel = fix(ds, ids["mislabeled"], schema.RELABEL)
+    assert relabel[schema.FIX_STATUS] == schema.ACCEPTED and relabel[schema.FIX_CURATOR] == "auto:default"
+    assert curated(ds, ids["mislabeled"]) == ("happy", False)
+    assert decisions.history(ds, ids["duplicate"])[-1]["curator"] == "auto:default"
+    assert fixes.decide_auto(ds, "default") == {k: 0 for k in accepted}  # idempotent
+    fixes.undo(ds, [ids["mislabeled"]], curator="ana")
+    assert fix(ds, ids["mislabeled"], schema.RELABEL)[schema.FIX_STATUS] == schema.PENDING
+    with pytest.raises(FercurateError, match="unknown auto-accept policy 'nope'; choose from default"):
+        fixes.decide_auto(ds, "nope")
+
+
+def test_cli_auto_accept_and_its_errors(planted, capsys):
+    ds, ids = planted
+    assert cli.main(["decide", ds.name, "accept", "--auto", "drops", "--kind", schema.DROP_DUPLICATE]) == 0
+    out = capsys.readouterr().out
+    assert "auto:drops" in out and "drop_duplicate 1" in out
+    assert fix(ds, ids["duplicate"], schema.DROP_DUPLICATE)[schema.FIX_CURATOR] == "auto:drops"
+    assert fix(ds, ids["nonface"], schema.DROP_NONFACE)[schema.FIX_STATUS] == schema.PENDING  # not that kind
+    assert cli.main(["decide", ds.name, "reject", "--auto"]) == 2
+    assert "--auto goes with accept" in capsys.readouterr().err
+    assert cli.main(["decide", ds.name, "accept"]) == 2
+    assert "--ids" in capsys.readouterr().err
 
 
 def test_raw_is_every_sample_with_its_original_label(planted):

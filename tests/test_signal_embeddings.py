@@ -57,7 +57,7 @@ def assert_map_covers(ds: fo.Dataset) -> np.ndarray:
 
 def test_requires_label_issues_only_without_clip_weights(monkeypatch, tmp_path):
     assert emb.Embeddings.requires == ("label_issues",)
-    assert resolve(["embeddings"]) == ["label_issues", "embeddings"]
+    assert resolve(["embeddings"]) == ["duplicates", "label_issues", "embeddings"]
     monkeypatch.setenv(emb.ENV_CLIP_MODEL, SMALL_CLIP)
     monkeypatch.setenv(emb.ENV_CLIP_WEIGHTS, str(tmp_path / "w.pt"))
     assert emb.Embeddings.requires == ()
@@ -175,7 +175,7 @@ def test_fallback_runs_the_label_issue_classifier_first(monkeypatch, tmp_path, u
     quick = LabelIssueParams(classifier=ClassifierParams(width=8, epochs=1, min_steps=1))
     monkeypatch.setattr(LabelIssues, "default_params", lambda self: quick)  # wiring, not accuracy
 
-    assert run_signals(ds, ["embeddings"]) == ["label_issues", "embeddings"]
+    assert run_signals(ds, ["embeddings"]) == ["duplicates", "label_issues", "embeddings"]
 
     ds.reload()
     feature_ids, features = classifier_features(ds)

@@ -1,9 +1,12 @@
-"""label_issues: planted label flips on learnable synthetic images are found, clean twins are not.
+"""label_issues: planted label errors on learnable synthetic images are found, clean twins are not.
 
 Three custom classes with distinct textures (horizontal stripes, vertical stripes, a
 checkerboard) under heavy pixel noise; some images of each texture are filed under another
-class. A tiny CNN (24 px, 8 channels) trains in seconds, so these tests exercise the real
-cross-validation, cleanlab and dataset writes.
+class. Beyond random flips, the realistic kinds of FER noise are planted too: a systematic
+confusion (one class's images filed under one other class), ambiguous images (two
+textures blended) and duplicate copies sharing a wrong label. A tiny CNN (24 px, 8
+channels) trains in seconds, so these tests exercise the real cross-validation, cleanlab
+and dataset writes.
 """
 
 from __future__ import annotations
@@ -19,7 +22,8 @@ from PIL import Image
 from fercurate import dataset, schema
 from fercurate.errors import FercurateError
 from fercurate.signals import classifier, computed, run_signals
-from fercurate.signals.classifier import ClassifierParams, cross_val_probs
+from fercurate.signals.classifier import ClassifierParams
+from fercurate.signals.crossval import cross_val_probs, fold_assignment
 from fercurate.signals.label_issues import (
     LabelIssueParams, LabelIssues, classifier_features, folds_for, score_labels,
 )
@@ -29,7 +33,7 @@ CLASSES = ("calm", "dotted", "spiky")  # sorted, as the tree reader lists them
 SIDE = 24
 PER_CLASS = 70
 FLIPS_PER_CLASS = 8
-TINY = ClassifierParams(image_size=SIDE, width=8, folds=3, epochs=3, min_steps=40, batch_size=32,
+TINY = ClassifierParams(image_size=SIDE, width=8, convs=1, folds=3, epochs=3, min_steps=40, batch_size=32,
                         lr=1e-2, max_shift=2, bf16="off")
 
 
@@ -90,7 +94,7 @@ def planted(tmp_path_factory) -> fo.Dataset:
         _use_tiny(mp)
         dataset.ingest(read_source(write_tree(tmp_path_factory.mktemp("planted"))), "t-label-issues-planted")
         ds = fo.load_dataset("t-label-issues-planted")
-        assert run_signals(ds, ["label_issues"], log=lambda m: None) == ["label_issues"]
+        assert run_signals(ds, ["label_issues"], log=lambda m: None) == ["duplicates", "label_issues"]
     return ds
 
 
@@ -183,6 +187,7 @@ def test_killed_after_fold_one_resumes_without_retraining_it(tmp_path, unique_na
     with pytest.raises(KeyboardInterrupt):
         run_signals(ds, ["label_issues"], log=lambda m: None)
     assert trained == ["fold 1/3"] and schema.LABEL_QUALITY not in ds.get_field_schema()
+    assert computed(ds).get("duplicates")  # the folds' duplicate groups were computed first
 
     trained.clear()
     monkeypatch.setattr(classifier, "train_model", lambda *a, **k: trained.append(k["desc"]) or real_train(*a, **k))
@@ -226,3 +231,116 @@ def test_a_class_without_samples_does_not_disturb_cleanlab():
     quality, is_issue = score_labels(labels, probs)  # column 3 is a class nobody carries
     assert set(np.flatnonzero(is_issue)) == {0, 1, 2}
     assert quality[:3].max() < quality[3:].min()
+
+
+# --- duplicate-aware folds ----------------------------------------------------------------
+
+def test_a_duplicate_group_never_spans_folds_in_any_repeat():
+    rng = np.random.default_rng(3)
+    labels = rng.integers(0, 3, 300)
+    groups = np.arange(300)
+    groups[1::7] = groups[0::7][:len(groups[1::7])]  # every 7th image has a copy next to it
+    groups[200:210] = 200                             # one big group of 10
+    for seed in (0, 1000, 2000):
+        fold = fold_assignment(labels, 3, seed, groups)
+        for g in np.unique(groups):
+            assert len(set(fold[groups == g])) == 1
+        assert len(np.bincount(fold)) == 3 and np.bincount(fold).min() > 60  # every fold used, balanced
+    # without groups a pair is split about two times in three
+    split = [len(set(fold_assignment(labels, 3, s)[[0, 1]])) > 1 for s in range(30)]
+    assert 0.4 < np.mean(split) < 0.9
+
+
+def test_repeats_average_held_out_predictions_of_independent_partitions():
+    rng = np.random.default_rng(1)
+    labels = np.repeat(np.arange(3), 20)
+    images = np.stack([texture(c, rng) for c in labels])
+    twice = ClassifierParams(**{**TINY.__dict__, "repeats": 2})
+    cv = cross_val_probs(images, labels, 3, twice)
+    assert cv.fold.shape == (2, 60) and not np.array_equal(cv.fold[0], cv.fold[1])
+    assert np.allclose(cv.pred_probs.sum(1), 1, atol=1e-4)
+
+
+def _copy_tree(root: Path) -> tuple[Path, list[str]]:
+    """The textures, plus 6 'calm' images saved twice with the same wrong label 'spiky'
+    (a re-saved duplicate: the copy in a training fold would vouch for the wrong label)."""
+    write_tree(root, per_class=40, flips=0)
+    rng = np.random.default_rng(7)
+    names = []
+    for i in range(6):
+        pixels = texture(0, rng)
+        for copy in ("a", "b"):
+            path = root / "train" / "spiky" / f"copy_{i}{copy}.png"
+            Image.fromarray(pixels).save(path)
+            names.append(path.name)
+    return root, names
+
+
+def test_the_signal_keeps_duplicate_copies_in_one_fold(tmp_path, unique_name, tiny, monkeypatch):
+    from fercurate.signals import crossval
+    root, names = _copy_tree(tmp_path / "src")
+    dataset.ingest(read_source(root), unique_name)
+    ds = fo.load_dataset(unique_name)
+    seen = {}
+    real = crossval.fold_assignment
+
+    def spy(labels, folds, seed, groups=None):
+        seen["groups"] = groups
+        return real(labels, folds, seed, groups)
+    monkeypatch.setattr(crossval, "fold_assignment", spy)
+    run_signals(ds, ["label_issues"], log=lambda m: None)
+    paths = [Path(p).name for p in ds.values("filepath")]
+    groups = seen["groups"]
+    for i in range(6):
+        a, b = paths.index(f"copy_{i}a.png"), paths.index(f"copy_{i}b.png")
+        assert groups[a] == groups[b]
+    ds.reload()
+    dup = ds.values(schema.DUP_GROUP)  # the folds' groups are exactly the duplicates signal's
+    for i in range(len(ds)):
+        for j in range(i + 1, len(ds)):
+            assert (groups[i] == groups[j]) == (dup[i] is not None and dup[i] == dup[j])
+    quality = dict(zip(paths, ds.values(schema.LABEL_QUALITY)))
+    clean = [q for n, q in quality.items() if n.startswith("clean")]
+    assert np.median([quality[n] for n in names]) < np.percentile(clean, 10)  # the copies are caught
+
+
+# --- realistic noise: systematic confusion and ambiguous faces ------------------------------
+
+def _realistic_tree(root: Path) -> Path:
+    """Clean textures, plus: 18 'dotted' (vertical stripes) images filed under 'spiky' (a
+    systematic one-way confusion, like fear filed as surprise), and 16 ambiguous images
+    (horizontal and vertical stripes blended half and half) filed as either."""
+    write_tree(root, per_class=70, flips=0)
+    rng = np.random.default_rng(11)
+    for i in range(18):
+        Image.fromarray(texture(1, rng)).save(root / "train" / "spiky" / f"confused_{i}.png")
+    for i in range(16):
+        a, b = texture(0, rng).astype(float), texture(1, rng).astype(float)
+        blend = ((a + b) / 2).astype(np.uint8)
+        Image.fromarray(blend).save(root / "train" / ("calm" if i % 2 else "dotted") / f"blend_{i}.png")
+    return root
+
+
+def test_confused_labels_are_relabelled_to_the_right_class_and_ambiguous_ones_are_never_relabelled(
+        tmp_path, unique_name, tiny):
+    from fercurate import fixes
+    dataset.ingest(read_source(_realistic_tree(tmp_path / "src")), unique_name)
+    ds = fo.load_dataset(unique_name)
+    run_signals(ds, ["label_issues"], log=lambda m: None)
+    fixes.propose(ds)
+    ds.reload()
+    names = [Path(p).name for p in ds.values("filepath")]
+    relabel = ds.values(schema.fix_field(schema.RELABEL))
+    ambiguous = ds.values(schema.fix_field(schema.DROP_AMBIGUOUS))
+    confused = [i for i, n in enumerate(names) if n.startswith("confused")]
+    blends = [i for i, n in enumerate(names) if n.startswith("blend")]
+    clean = [i for i, n in enumerate(names) if n.startswith("clean")]
+    # the systematic confusion is found, and where a relabel is proposed it names the texture
+    found = [i for i in confused if relabel[i] is not None or ambiguous[i] is not None]
+    assert len(found) >= 0.6 * len(confused)
+    targets = [relabel[i][schema.FIX_TARGET] for i in confused if relabel[i] is not None]
+    assert targets and all(t == "dotted" for t in targets)
+    # an ambiguous image is never confidently relabelled; flagged, it becomes drop_ambiguous
+    assert sum(relabel[i] is not None for i in blends) <= 1
+    # clean images are left alone
+    assert np.mean([relabel[i] is not None or ambiguous[i] is not None for i in clean]) <= 0.1

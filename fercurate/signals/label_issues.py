@@ -1,12 +1,18 @@
 """The ``label_issues`` signal: cleanlab on out-of-fold probabilities of a CNN trained here.
 
 Every image, in every split (FER2013's test labels are as noisy as its training labels),
-is scored by a model that did not see its label: stratified K-fold cross-validation of
-the classifier in :mod:`fercurate.signals.classifier`, one resumable fold at a time.
-cleanlab then ranks the given labels (``cleanlab.rank.get_label_quality_scores``,
-self-confidence: the out-of-fold probability of the given label, lower = more likely
-wrong) and flags the likely errors (``cleanlab.filter.find_label_issues``, confident
-learning: pruned by the estimated noise rates between each pair of classes).
+is scored by models that did not see its label: stratified K-fold cross-validation of
+the classifier in :mod:`fercurate.signals.classifier`, one resumable fold at a time
+(:mod:`fercurate.signals.crossval`). The folds keep each duplicate group together, so
+the signal requires ``duplicates``: a copy of an image in the training folds would hand
+it its own label and hide the issue.
+cleanlab then ranks the given labels (``cleanlab.rank.get_label_quality_scores``, by
+default ``normalized_margin``: the given label's probability less the best other one's,
+lower = more likely wrong; it ranked the labels the crowd disputes better than
+self-confidence on FER2013's val split) and flags the likely errors
+(``cleanlab.filter.find_label_issues``, confident learning: pruned by the estimated noise
+rates between each pair of classes). :mod:`fercurate.proposals` turns a flag into a
+relabel or a drop_ambiguous.
 
 Fields: ``schema.LABEL_QUALITY`` (score), ``schema.IS_LABEL_ISSUE`` (flag),
 ``schema.SUGGESTED_LABEL`` (the out-of-fold argmax with its probability) and
@@ -32,7 +38,8 @@ from fercurate import schema
 from fercurate.errors import FercurateError
 from fercurate.signals import computed, register
 from fercurate.signals.base import ChunkStore, SampleTable, Signal, set_field, work_dir_for
-from fercurate.signals.classifier import ClassifierParams, cross_val_probs, load_images
+from fercurate.signals.classifier import ClassifierParams, load_images
+from fercurate.signals.crossval import cross_val_probs
 
 NAME = "label_issues"
 FEATURES_KEY = "features"   # ChunkStore key of the fold-0 model's features (+ sample ids)
@@ -48,7 +55,7 @@ class LabelIssueParams:
     #: cleanlab.filter.find_label_issues ``filter_by`` (confident-learning pruning rule)
     filter_by: str = "prune_by_noise_rate"
     #: cleanlab.rank.get_label_quality_scores ``method``
-    quality_method: str = "self_confidence"
+    quality_method: str = "normalized_margin"
 
 
 def folds_for(labels: np.ndarray, classes: list[str], folds: int) -> int:
@@ -78,8 +85,17 @@ def label_indices(table: SampleTable) -> np.ndarray:
     return table.label_indices()
 
 
+def duplicate_groups(ds: fo.Dataset, table: SampleTable) -> np.ndarray:
+    """One group id per sample of ``table``: its duplicate group, or a group of its own."""
+    groups = dict(zip(*ds.values(["id", schema.DUP_GROUP]))) if ds.has_sample_field(schema.DUP_GROUP) else {}
+    names = [groups.get(i) for i in table.ids]
+    index: dict = {}
+    return np.array([index.setdefault(g if g is not None else ("own", i), len(index))
+                     for i, g in enumerate(names)], dtype=np.int64)
+
+
 def score_labels(labels: np.ndarray, pred_probs: np.ndarray, filter_by: str = "prune_by_noise_rate",
-                 quality_method: str = "self_confidence") -> tuple[np.ndarray, np.ndarray]:
+                 quality_method: str = "normalized_margin") -> tuple[np.ndarray, np.ndarray]:
     """cleanlab's label quality (lower = more likely wrong) and issue flags. A class in the
     class list that no sample carries is fine: cleanlab keeps its column and flags nothing for it."""
     quality = get_label_quality_scores(labels, pred_probs, method=quality_method)
@@ -92,7 +108,7 @@ class LabelIssues(Signal):
     """cleanlab label quality from out-of-fold probabilities of a CNN trained here."""
 
     name = NAME
-    requires = ()
+    requires = ("duplicates",)
     uses_labels = True
 
     def default_params(self) -> LabelIssueParams:
@@ -104,7 +120,8 @@ class LabelIssues(Signal):
         folds = folds_for(labels, table.classes, p.classifier.folds)
         images = load_images(table.filepaths, p.classifier.image_size)
         store = ChunkStore(work_dir / "folds")
-        cv = cross_val_probs(images, labels, len(table.classes), p.classifier, folds=folds, store=store)
+        cv = cross_val_probs(images, labels, len(table.classes), p.classifier, folds=folds, store=store,
+                             groups=duplicate_groups(ds, table))
         store.save(FEATURES_KEY, {"ids": np.array(table.ids), "features": cv.features})
         quality, is_issue = score_labels(labels, cv.pred_probs, p.filter_by, p.quality_method)
         write_fields(ds, table, cv.pred_probs, quality, is_issue)

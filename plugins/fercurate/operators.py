@@ -12,7 +12,7 @@ from __future__ import annotations
 import fiftyone.operators as foo
 import fiftyone.operators.types as types
 
-from fercurate import config, fixes, manifest, schema, versions
+from fercurate import config, fixes, manifest, policy, schema, versions
 from fercurate.errors import FercurateError
 
 ALL_PENDING = "all pending"
@@ -242,6 +242,42 @@ class FreezeVersion(foo.Operator):
         return {"name": name, "version": version}
 
 
+# --- auto-accept -------------------------------------------------------------------------
+
+class AutoAccept(foo.Operator):
+    """Accept only the pending fixes an auto-accept policy passes (one score threshold per kind)."""
+
+    @property
+    def config(self):
+        return foo.OperatorConfig(name="auto_accept", label="fercurate: auto-accept confident fixes",
+                                  description="accept the pending fixes above each kind's confidence threshold, "
+                                              "as curator auto:<policy>; the rest stay pending for review")
+
+    def resolve_input(self, ctx):
+        inputs = types.Object()
+        choices = types.Dropdown(label="Policy")
+        for name, pol in policy.POLICIES.items():
+            choices.add_choice(name, label=f"{name}: {pol.description}")
+        inputs.enum("policy", choices.values(), default="default", view=choices)
+        kind_input(inputs)
+        target_input(ctx, inputs)
+        try:
+            found = fixes.auto_candidates(target_view(ctx), ctx.params.get("policy", "default"), kinds_of(ctx))
+        except FercurateError as error:
+            inputs.view("summary", types.Error(label=str(error)))
+            return types.Property(inputs, view=types.View(label="Auto-accept fixes"))
+        detail = ", ".join(f"{QUEUE_LABELS[k]} {len(v)}" for k, v in found.items() if v) or "nothing passes"
+        add_summary(inputs, f"This will accept {sum(map(len, found.values()))} fix(es): {detail}.", True)
+        return types.Property(inputs, view=types.View(label="Auto-accept fixes"))
+
+    def execute(self, ctx):
+        name = ctx.params.get("policy", "default")
+        view = ctx.dataset.select(ctx.selected) if chosen_target(ctx) == SELECTED and ctx.selected else ctx.view
+        done = fixes.decide_auto(ctx.dataset, name, kinds=kinds_of(ctx), view=view)
+        finish(ctx, f"auto-accepted {sum(done.values())} fix(es) as {policy.get(name).curator}")
+        return {"accepted": done, "curator": policy.get(name).curator}
+
+
 # --- open a review queue -----------------------------------------------------------------
 
 def show_queue(ctx, kind: str) -> None:
@@ -273,4 +309,4 @@ class OpenQueue(foo.Operator):
         return {"queue": kind, "view": schema.QUEUE_VIEWS[kind]}
 
 
-OPERATORS = (AcceptFixes, RejectFixes, UndoFixes, SetLabel, FreezeVersion, OpenQueue)
+OPERATORS = (AcceptFixes, RejectFixes, UndoFixes, SetLabel, FreezeVersion, AutoAccept, OpenQueue)

@@ -69,10 +69,12 @@ def probs_markdown(ev: dict) -> str:
         return "_no class probabilities (label_issues not computed for this sample)_"
     given = ev.get("label")
     suggested = (ev.get("fixes", {}).get(schema.RELABEL) or {}).get(schema.FIX_TARGET)
+    runner_up = (ev.get("fixes", {}).get(schema.DROP_AMBIGUOUS) or {}).get(schema.FIX_RUNNER_UP)
     width = max(len(name) for name in probs)
     lines = []
     for name, p in sorted(probs.items(), key=lambda kv: -kv[1]):
-        mark = " ← given" if name == given else (" ← suggested" if name == suggested else "")
+        mark = (" ← given" if name == given else " ← suggested" if name == suggested
+                else " ← disputed with" if name == runner_up else "")
         lines.append(f"{name:<{width}} {p:4.2f} {'█' * round(p * 24)}{mark}")
     return "```\n" + "\n".join(lines) + "\n```"
 
@@ -126,6 +128,10 @@ def headline(ev: dict) -> str:
     curated = f" · curated **{ev.get('curated_label')}**" if ev.get("curated_label") != ev.get("label") else ""
     drop = " · **dropped**" if ev.get("curated_drop") else ""
     sugg = f" · suggested **{suggested}**" if suggested else ""
+    ambiguous = (ev.get("fixes") or {}).get(schema.DROP_AMBIGUOUS)
+    if ambiguous and not suggested:
+        sugg = (f" · label disputed, no clear answer (given {ambiguous.get(schema.FIX_GIVEN_PROB, 0):.2f}, "
+                f"vs **{ambiguous.get(schema.FIX_RUNNER_UP)}**)")
     return f"#### `{ev['id']}` ({ev.get('split')})\n{given}{sugg}{curated}{drop}"
 
 
@@ -350,6 +356,8 @@ class ReviewPanel(foo.Panel):
                  on_click=f"{uri}/accept_fixes", params=bulk_params)
         bulk.btn("bulk_reject", label="Bulk reject…", icon="remove_done", prompt=True,
                  on_click=f"{uri}/reject_fixes", params=bulk_params)
+        bulk.btn("auto_accept", label="Auto-accept confident…", icon="auto_fix_high", prompt=True,
+                 on_click=f"{uri}/auto_accept")
         bulk.btn("set_label", label="Set label…", icon="label", prompt=True, on_click=f"{uri}/set_label")
         bulk.btn("freeze", label="Freeze version…", icon="ac_unit", prompt=True, on_click=f"{uri}/freeze_version")
         return types.Property(panel, view=types.GridView(orientation="vertical", gap=1, padding=1))

@@ -1,0 +1,174 @@
+"""The curation effect: the same small reference CNN trained on raw vs curated labels,
+scored against crowd labels. The product's headline number.
+
+    python bench/curation_effect.py fer2013 ../shared/data/ferplus-val/votes.csv --threads 2
+
+The reference CNN (4 stages of two 3x3 conv + BN + ReLU and a 2x2 max-pool, 24-48-96-192
+channels, global average pool, dropout 0.3, linear; 8 epochs, batch 128, AdamW lr 2e-3,
+wd 1e-4, one-cycle, label smoothing 0.1, horizontal flips, flip TTA, seed 0; ~10 min on
+2 cores) is trained on the train split of each arm:
+
+* ``raw``: every train image with its given label;
+* ``accept_all``: every proposal accepted (relabels applied, every drop dropped);
+* ``auto_<policy>``: what ``fercurate decide NAME accept --auto <policy>`` would accept;
+* ``custom:NAME=kind:max_score,...``: any other thresholds (to choose a policy).
+
+Each model is scored on the val images with crowd votes, against the crowd plurality and
+against FER2013's own labels, and on the test split against FER2013's labels. FER2013's
+test labels are as noisy as its train labels: a model trained on cleaner labels can lose
+points against them while agreeing more with people; both are reported.
+
+Decisions are simulated in memory with the product's own rules (the dataset is not
+changed). Finished arms are cached in ``--work`` so a re-run only trains what is missing.
+Writes ``bench/results/curation_effect.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from crowd import read_votes, share  # noqa: E402
+from curation_quality import accept_all, simulate  # noqa: E402
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def reference_params(epochs: int = 8, seed: int = 0):
+    from fercurate.signals.classifier import ClassifierParams
+    return ClassifierParams(width=24, convs=2, epochs=epochs, min_steps=0, batch_size=128, lr=2e-3,
+                            weight_decay=1e-4, label_smoothing=0.1, max_shift=0, hflip=True, seed=seed)
+
+
+def parse_custom(spec: str):
+    """'NAME=relabel:0.3,drop_ambiguous:0.1' -> (name, accepts(kind, score))."""
+    from fercurate import schema
+    name, _, body = spec.partition("=")
+    limits = {}
+    for part in filter(None, body.split(",")):
+        kind, _, thr = part.partition(":")
+        if kind not in schema.FIX_KINDS:
+            sys.exit(f"--arm {spec}: unknown fix kind '{kind}'; choose from {', '.join(schema.FIX_KINDS)}")
+        limits[kind] = float(thr)
+    return name, limits, (lambda k, s: k in limits and s is not None and s <= limits[k])
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("dataset")
+    ap.add_argument("votes", type=Path)
+    ap.add_argument("--arm", action="append", default=None,
+                    help="raw, accept_all, auto:<policy> or custom:NAME=kind:max_score,... (repeatable; "
+                         "default raw, accept_all, auto:default)")
+    ap.add_argument("--epochs", type=int, default=8)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--work", type=Path, default=Path("/tmp/fercurate-curation-effect"))
+    ap.add_argument("--out", type=Path, default=RESULTS / "curation_effect.json")
+    args = ap.parse_args(argv)
+    os.environ.setdefault("TQDM_DISABLE", "1")
+
+    votes = read_votes(args.votes)
+    import torch
+    torch.set_num_threads(args.threads)
+    import fercurate  # noqa: F401
+    from fercurate import dataset as fdataset, fixes, policy, schema
+    from fercurate.errors import FercurateError
+    from fercurate.signals.classifier import load_images, predict, train_model
+    try:
+        ds = fdataset.load(args.dataset)
+    except FercurateError as e:
+        sys.exit(str(e))
+    classes = list(ds.info[schema.INFO_CLASSES])
+    keys, splits, given, paths = ds.values([schema.SOURCE_KEY, schema.SPLIT, f"{schema.GROUND_TRUTH}.label",
+                                            "filepath"])
+    cols = {"given": given, "fixes": {k: ([d.to_dict() if d is not None else None for d in ds.values(f)]
+                                          if ds.has_sample_field(f) else [None] * len(given))
+                                      for k, f in fixes.FIX_FIELDS.items()}}
+    splits = np.array(splits)
+    train = np.flatnonzero(splits == schema.TRAIN)
+    val = np.flatnonzero(splits == schema.VAL)
+    test = np.flatnonzero(splits == schema.TEST)
+    where = votes.index()
+    crowd = np.array([votes.crowd_label[where[keys[i]]] if keys[i] in where else "" for i in val])
+    usable = np.array([bool(votes.usable[where[keys[i]]]) if keys[i] in where else False for i in val])
+    scored = np.isin(crowd, classes) & usable
+    if not scored.any():
+        sys.exit(f"{args.votes}: no val sample of '{ds.name}' has a crowd label")
+
+    arms = []
+    for spec in args.arm or ["raw", "accept_all", "auto:default"]:
+        if spec == "raw":
+            arms.append(("raw", None, None))
+        elif spec == "accept_all":
+            arms.append(("accept_all", None, accept_all))
+        elif spec.startswith("auto:"):
+            pol = policy.get(spec[5:])
+            arms.append((f"auto_{pol.name}", pol.max_score, pol.accepts))
+        elif spec.startswith("custom:"):
+            name, limits, fn = parse_custom(spec[7:])
+            arms.append((name, limits, fn))
+        else:
+            sys.exit(f"--arm {spec}: choose raw, accept_all, auto:<policy> or custom:NAME=kind:max_score,...")
+
+    print(f"reading {len(paths)} images ...", flush=True)
+    images = load_images(paths, 48)
+    label_idx = {c: k for k, c in enumerate(classes)}
+    args.work.mkdir(parents=True, exist_ok=True)
+    params = reference_params(args.epochs)
+    results = {}
+    for name, limits, accepts in arms:
+        if accepts is None:
+            rows, labels = train, [given[i] for i in train]
+        else:
+            labels_all, dropped = simulate(cols, train, accepts)
+            rows = train[~dropped]
+            labels = [lab for lab, d in zip(labels_all, dropped) if not d]
+        y = np.array([label_idx[lab] for lab in labels])
+        cache = args.work / f"{ds.name}-{name}-{args.epochs}ep-{len(rows)}-{hash(tuple(y.tolist())) & 0xffffffff:x}.npz"
+        t0 = time.perf_counter()
+        if cache.is_file():
+            z = np.load(cache)
+            pv, pt, seconds = z["val"], z["test"], float(z["seconds"])
+        else:
+            print(f"{name}: training the reference CNN on {len(rows)} train images ...", flush=True)
+            model = train_model(images[rows], y, len(classes), params, seed=params.seed, desc=name)
+            pv, pt = predict(model, images[val], params)[0], predict(model, images[test], params)[0]
+            seconds = time.perf_counter() - t0
+            np.savez(cache, val=pv, test=pt, seconds=seconds)
+        val_pred = np.array(classes)[pv.argmax(1)]
+        test_pred = np.array(classes)[pt.argmax(1)]
+        changed = sum(1 for i, lab in zip(rows, labels) if lab != given[i])
+        results[name] = {
+            "thresholds": limits, "train_images": int(len(rows)), "train_share": share(np.isin(train, rows)),
+            "train_labels_changed": int(changed),
+            "val_accuracy_vs_crowd": share((val_pred == crowd)[scored]),
+            "val_accuracy_vs_fer2013": share(val_pred == np.array([given[i] for i in val])),
+            "test_accuracy_vs_fer2013": share(test_pred == np.array([given[i] for i in test])),
+            "train_seconds": round(seconds, 1),
+        }
+        print(f"{name}: {json.dumps(results[name])}", flush=True)
+
+    out = {"benchmark": "curation_effect", "dataset": ds.name, "votes": str(args.votes),
+           "command": "python bench/curation_effect.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+           "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+           "reference_cnn": {k: v for k, v in vars(params).items()}, "threads": args.threads,
+           "val_images_scored_vs_crowd": int(scored.sum()), "arms": results}
+    previous = json.loads(args.out.read_text()) if args.out.is_file() else {}
+    if previous.get("dataset") == ds.name:  # keep arms measured by earlier runs of other arms
+        out["arms"] = {**previous.get("arms", {}), **results}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(out, indent=2) + "\n")
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,175 @@
+"""How right fercurate's proposals are, judged on crowd votes (not on synthetic flips).
+
+    python bench/curation_quality.py fer2013 ../shared/data/ferplus-val/votes.csv
+
+Reads a dataset whose signals are computed and proposals made (``fercurate launch``),
+and the crowd votes of some of its images (for FER2013: the FER+ votes of the val split).
+On the images with votes it reports:
+
+* the label-issue ranking (the signal's label quality, and each cleanlab scoring method
+  recomputed from the stored out-of-fold probabilities) against "given label != crowd
+  plurality": AUROC, average precision, precision@k (k also scaled to the train split's
+  size, so that precision@2000 on FER2013's train reads as precision@250 on val);
+* relabel proposals whose target is the crowd label (overall, top 100 / 500 by score);
+  drop_ambiguous proposals whose given label the crowd disputes;
+* not-a-face flags against the crowd's unusable images (dropped, or >= 5 of 10 NF votes);
+* the labels after accepting every proposal, and after the default auto-accept policy:
+  accuracy against the crowd on the images kept, and the share kept.
+
+Decisions are simulated in memory with the same rules the product applies
+(``fixes.curated``, ``policy.AutoPolicy.accepts``); the dataset is not changed.
+Writes ``bench/results/curation_quality.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from crowd import read_votes, ranking_metrics, share  # noqa: E402
+
+RESULTS = Path(__file__).resolve().parent / "results"
+QUALITY_METHODS = ("self_confidence", "normalized_margin", "confidence_weighted_entropy")
+
+
+def accept_all(kind: str, score) -> bool:
+    return True
+
+
+def simulate(cols: dict, rows: np.ndarray, accepts) -> tuple[list[str | None], np.ndarray]:
+    """Curated label and drop flag of ``rows`` if every pending fix that ``accepts(kind,
+    score)`` passes were accepted (decided fixes keep their status)."""
+    from fercurate import fixes, schema
+    labels, dropped = [], []
+    for i in rows:
+        docs = {}
+        for kind in schema.FIX_KINDS:
+            d = cols["fixes"][kind][i]
+            if d is not None and d[schema.FIX_STATUS] == schema.PENDING and accepts(kind, d.get(schema.FIX_SCORE)):
+                d = {**d, schema.FIX_STATUS: schema.ACCEPTED}
+            docs[kind] = d
+        label, drop = fixes.curated(docs, cols["given"][i])
+        labels.append(label)
+        dropped.append(drop)
+    return labels, np.array(dropped, dtype=bool)
+
+
+def curated_accuracy(cols, rows, crowd, has_crowd, accepts) -> dict:
+    labels, dropped = simulate(cols, rows, accepts)
+    kept = ~dropped
+    ok = kept & has_crowd
+    right = np.array([labels[j] == crowd[j] for j in range(len(rows))])
+    from fercurate import schema
+    label_drop = np.array([any((cols["fixes"][k][i] or {}).get(schema.FIX_STATUS) == schema.ACCEPTED
+                               or ((cols["fixes"][k][i] or {}).get(schema.FIX_STATUS) == schema.PENDING
+                                   and accepts(k, (cols["fixes"][k][i] or {}).get(schema.FIX_SCORE)))
+                               for k in (schema.DROP_AMBIGUOUS,)) for i in rows])
+    return {"kept": int(kept.sum()), "kept_share": share(kept),
+            "dropped_as_ambiguous": int(label_drop.sum()),
+            "relabelled": int(sum(1 for j, i in enumerate(rows) if kept[j] and labels[j] != cols["given"][i])),
+            "accuracy_vs_crowd_kept": share(right[ok]),
+            "accuracy_vs_crowd_kept_incl_dropped_as_wrong": None if not has_crowd.sum() else
+            round(float((right & ok).sum() / has_crowd.sum()), 4)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("dataset", help="fercurate dataset name (signals computed, fixes proposed)")
+    ap.add_argument("votes", type=Path, help="crowd votes CSV (see bench/crowd.py for its columns)")
+    ap.add_argument("--out", type=Path, default=RESULTS / "curation_quality.json")
+    args = ap.parse_args(argv)
+
+    votes = read_votes(args.votes)
+    import fercurate  # noqa: F401  (points FiftyOne at fercurate's database)
+    from cleanlab.rank import get_label_quality_scores
+    from fercurate import dataset as fdataset, fixes, policy, schema
+    from fercurate.errors import FercurateError
+    try:
+        ds = fdataset.load(args.dataset)
+    except FercurateError as e:
+        sys.exit(str(e))
+    for need in (schema.OOF_PROBS, schema.LABEL_QUALITY, fixes.FIX_FIELDS[schema.RELABEL]):
+        if not ds.has_sample_field(need):
+            sys.exit(f"dataset '{ds.name}' has no field '{need}'; run 'fercurate launch {ds.name}' first")
+    classes = list(ds.info[schema.INFO_CLASSES])
+    keys, splits, given, probs, quality, nonface = ds.values(
+        [schema.SOURCE_KEY, schema.SPLIT, f"{schema.GROUND_TRUTH}.label", schema.OOF_PROBS,
+         schema.LABEL_QUALITY, schema.IS_NON_FACE])
+    cols = {"given": given, "fixes": {k: [d.to_dict() if d is not None else None for d in ds.values(f)]
+                                      for k, f in fixes.FIX_FIELDS.items() if ds.has_sample_field(f)}}
+    for k in schema.FIX_KINDS:
+        cols["fixes"].setdefault(k, [None] * len(given))
+    where = votes.index()
+    rows = np.array([i for i, k in enumerate(keys) if k in where])
+    if not len(rows):
+        sys.exit(f"{args.votes}: no 'relpath' matches a sample's {schema.SOURCE_KEY} in '{ds.name}'")
+    v = np.array([where[keys[i]] for i in rows])
+    crowd = [votes.crowd_label[j] for j in v]
+    has_crowd = np.array([c in classes for c in crowd]) & votes.usable[v]
+    lab = np.array([classes.index(given[i]) for i in rows])
+    pr = np.array([probs[i] for i in rows], dtype=float)
+    wrong = np.array([given[i] != c for i, c in zip(rows, crowd)])
+    n_train = sum(1 for s in splits if s == schema.TRAIN)
+    scale = len(rows) / max(1, n_train)
+    ks = tuple(sorted({100, 250, 500, 1000, max(1, round(2000 * scale))}))
+
+    m = has_crowd
+    ranking = {"signal": ranking_metrics(wrong[m], np.array([quality[i] for i in rows])[m], ks)}
+    for method in QUALITY_METHODS:
+        ranking[method] = ranking_metrics(wrong[m], get_label_quality_scores(lab[m], pr[m], method=method), ks)
+    argmax = pr.argmax(1)
+    oof = {"accuracy_vs_given": share((argmax == lab)[m]),
+           "accuracy_vs_crowd": share(np.array([classes[a] == c for a, c in zip(argmax, crowd)])[m])}
+
+    def fix_rows(kind):
+        docs = cols["fixes"][kind]
+        sel = [j for j, i in enumerate(rows) if docs[i] is not None and has_crowd[j]]
+        return sorted(sel, key=lambda j: docs[rows[j]].get(schema.FIX_SCORE) or 0.0)
+
+    relabel = fix_rows(schema.RELABEL)
+    hit = np.array([cols["fixes"][schema.RELABEL][rows[j]][schema.FIX_TARGET] == crowd[j] for j in relabel])
+    relabels = {"proposed": len(relabel), "target_is_crowd": share(hit),
+                "target_is_crowd_top100": share(hit[:100]), "target_is_crowd_top500": share(hit[:500]),
+                "given_was_crowd": share(np.array([not wrong[j] for j in relabel]))}
+    amb = fix_rows(schema.DROP_AMBIGUOUS)
+    ambiguous = {"proposed": len(amb), "given_disputed_by_crowd": share(np.array([wrong[j] for j in amb])),
+                 "given_disputed_top500": share(np.array([wrong[j] for j in amb[:500]]))}
+    unusable = ~votes.usable[v]
+    flag = np.array([bool(nonface[i]) for i in rows])
+    not_a_face = {"unusable": int(unusable.sum()), "flagged": int(flag.sum()),
+                  "precision": share(unusable[flag]), "recall": share(flag[unusable])}
+
+    default = policy.get("default")
+    raw_right = np.array([given[i] == c for i, c in zip(rows, crowd)])
+    result = {
+        "benchmark": "curation_quality", "dataset": ds.name, "votes": str(args.votes),
+        "command": "python bench/curation_quality.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "images_with_votes": int(len(rows)), "with_7class_crowd_label": int(has_crowd.sum()),
+        "label_issues_params": (ds.info.get(schema.INFO_SIGNALS, {}).get("label_issues") or {}).get("params"),
+        "label_issues_seconds": (ds.info.get(schema.INFO_SIGNALS, {}).get("label_issues") or {}).get("seconds"),
+        "precision_at_k_scaled_from_2000_on_train": max(1, round(2000 * scale)),
+        "out_of_fold_model": oof, "ranking": ranking, "relabel": relabels, "drop_ambiguous": ambiguous,
+        "not_a_face": not_a_face,
+        "labels": {"raw": {"kept": int(len(rows)), "kept_share": 1.0, "accuracy_vs_crowd_kept": share(raw_right[m])},
+                   "accept_every_proposal": curated_accuracy(cols, rows, crowd, has_crowd, accept_all),
+                   f"auto_{default.name}": curated_accuracy(cols, rows, crowd, has_crowd, default.accepts),
+                   "auto_policy": {"name": default.name, "max_score": default.max_score}},
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps({k: result[k] for k in ("ranking", "relabel", "drop_ambiguous", "not_a_face", "labels")},
+                     indent=1))
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
