@@ -26,6 +26,7 @@ Writes ``bench/results/curation_effect.json``.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import sys
@@ -58,6 +59,19 @@ def parse_custom(spec: str):
             sys.exit(f"--arm {spec}: unknown fix kind '{kind}'; choose from {', '.join(schema.FIX_KINDS)}")
         limits[kind] = float(thr)
     return name, limits, (lambda k, s: k in limits and s is not None and s <= limits[k])
+
+
+def write_results(args, argv, dataset_name: str, params, scored: int, results: dict) -> None:
+    out = {"benchmark": "curation_effect", "dataset": dataset_name, "votes": str(args.votes),
+           "command": "python bench/curation_effect.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+           "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+           "reference_cnn": dict(vars(params)), "threads": args.threads,
+           "val_images_scored_vs_crowd": scored, "arms": results}
+    previous = json.loads(args.out.read_text()) if args.out.is_file() else {}
+    if previous.get("dataset") == dataset_name and previous.get("reference_cnn") == out["reference_cnn"]:
+        out["arms"] = {**previous.get("arms", {}), **results}  # arms measured by earlier runs stay
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(out, indent=2) + "\n")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -132,7 +146,8 @@ def main(argv: list[str] | None = None) -> int:
             rows = train[~dropped]
             labels = [lab for lab, d in zip(labels_all, dropped) if not d]
         y = np.array([label_idx[lab] for lab in labels])
-        cache = args.work / f"{ds.name}-{name}-{args.epochs}ep-{len(rows)}-{hash(tuple(y.tolist())) & 0xffffffff:x}.npz"
+        digest = hashlib.sha1(np.asarray(rows).tobytes() + y.tobytes()).hexdigest()[:12]
+        cache = args.work / f"{ds.name}-{name}-{args.epochs}ep-{digest}.npz"
         t0 = time.perf_counter()
         if cache.is_file():
             z = np.load(cache)
@@ -155,17 +170,8 @@ def main(argv: list[str] | None = None) -> int:
             "train_seconds": round(seconds, 1),
         }
         print(f"{name}: {json.dumps(results[name])}", flush=True)
+        write_results(args, argv, ds.name, params, int(scored.sum()), results)  # after each arm: a kill keeps it
 
-    out = {"benchmark": "curation_effect", "dataset": ds.name, "votes": str(args.votes),
-           "command": "python bench/curation_effect.py " + " ".join(argv if argv is not None else sys.argv[1:]),
-           "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-           "reference_cnn": {k: v for k, v in vars(params).items()}, "threads": args.threads,
-           "val_images_scored_vs_crowd": int(scored.sum()), "arms": results}
-    previous = json.loads(args.out.read_text()) if args.out.is_file() else {}
-    if previous.get("dataset") == ds.name:  # keep arms measured by earlier runs of other arms
-        out["arms"] = {**previous.get("arms", {}), **results}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(out, indent=2) + "\n")
     print(f"wrote {args.out}")
     return 0
 

@@ -7,7 +7,7 @@ and the crowd votes of some of its images (for FER2013: the FER+ votes of the va
 On the images with votes it reports:
 
 * the label-issue ranking (the signal's label quality, and each cleanlab scoring method
-  recomputed from the stored out-of-fold probabilities) against "given label != crowd
+  and the noise-aware posterior recomputed from the stored out-of-fold probabilities) against "given label != crowd
   plurality": AUROC, average precision, precision@k (k also scaled to the train split's
   size, so that precision@2000 on FER2013's train reads as precision@250 on val);
 * relabel proposals whose target is the crowd label (overall, top 100 / 500 by score);
@@ -91,6 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     from cleanlab.rank import get_label_quality_scores
     from fercurate import dataset as fdataset, fixes, policy, schema
     from fercurate.errors import FercurateError
+    from fercurate.signals import noise_model
     try:
         ds = fdataset.load(args.dataset)
     except FercurateError as e:
@@ -99,9 +100,9 @@ def main(argv: list[str] | None = None) -> int:
         if not ds.has_sample_field(need):
             sys.exit(f"dataset '{ds.name}' has no field '{need}'; run 'fercurate launch {ds.name}' first")
     classes = list(ds.info[schema.INFO_CLASSES])
-    keys, splits, given, probs, quality, nonface = ds.values(
-        [schema.SOURCE_KEY, schema.SPLIT, f"{schema.GROUND_TRUTH}.label", schema.OOF_PROBS,
-         schema.LABEL_QUALITY, schema.IS_NON_FACE])
+    keys, splits, given, probs, quality = ds.values(
+        [schema.SOURCE_KEY, schema.SPLIT, f"{schema.GROUND_TRUTH}.label", schema.OOF_PROBS, schema.LABEL_QUALITY])
+    nonface = ds.values(schema.IS_NON_FACE) if ds.has_sample_field(schema.IS_NON_FACE) else None
     cols = {"given": given, "fixes": {k: [d.to_dict() if d is not None else None for d in ds.values(f)]
                                       for k, f in fixes.FIX_FIELDS.items() if ds.has_sample_field(f)}}
     for k in schema.FIX_KINDS:
@@ -124,6 +125,10 @@ def main(argv: list[str] | None = None) -> int:
     ranking = {"signal": ranking_metrics(wrong[m], np.array([quality[i] for i in rows])[m], ks)}
     for method in QUALITY_METHODS:
         ranking[method] = ranking_metrics(wrong[m], get_label_quality_scores(lab[m], pr[m], method=method), ks)
+    # the noise-aware posterior needs the noise matrix of the whole data set, not of the voted rows
+    all_labels = np.array([classes.index(g) for g in given])
+    posterior_quality = noise_model.label_quality(all_labels, np.array(probs, dtype=float))
+    ranking[noise_model.NOISE_POSTERIOR] = ranking_metrics(wrong[m], posterior_quality[rows][m], ks)
     argmax = pr.argmax(1)
     oof = {"accuracy_vs_given": share((argmax == lab)[m]),
            "accuracy_vs_crowd": share(np.array([classes[a] == c for a, c in zip(argmax, crowd)])[m])}
@@ -142,9 +147,12 @@ def main(argv: list[str] | None = None) -> int:
     ambiguous = {"proposed": len(amb), "given_disputed_by_crowd": share(np.array([wrong[j] for j in amb])),
                  "given_disputed_top500": share(np.array([wrong[j] for j in amb[:500]]))}
     unusable = ~votes.usable[v]
-    flag = np.array([bool(nonface[i]) for i in rows])
-    not_a_face = {"unusable": int(unusable.sum()), "flagged": int(flag.sum()),
-                  "precision": share(unusable[flag]), "recall": share(flag[unusable])}
+    if nonface is None:
+        not_a_face = {"unusable": int(unusable.sum()), "flagged": None, "note": "faces signal not computed"}
+    else:
+        flag = np.array([bool(nonface[i]) for i in rows])
+        not_a_face = {"unusable": int(unusable.sum()), "flagged": int(flag.sum()),
+                      "precision": share(unusable[flag]), "recall": share(flag[unusable])}
 
     default = policy.get("default")
     raw_right = np.array([given[i] == c for i, c in zip(rows, crowd)])

@@ -83,7 +83,7 @@ def logreg_cross_val_probs(images: np.ndarray, labels: np.ndarray, fold: np.ndar
 
 def detection_metrics(noisy: np.ndarray, clean: np.ndarray, flipped: np.ndarray, train: np.ndarray,
                       pred_probs: np.ndarray) -> dict:
-    quality, is_issue = score_labels(noisy, pred_probs)
+    quality, is_issue, _ = score_labels(noisy, pred_probs)
     q, f, flag = quality[train], flipped[train], is_issue[train]
     k = int(f.sum())
     top_k = np.argsort(q, kind="stable")[:k]

@@ -228,6 +228,8 @@ def cmd_report(args: argparse.Namespace) -> int:
         print(f"{name}: {summary_line(summary)}  (computed {rec.get('computed_at')}, {rec.get('seconds')} s)")
         if summary.get("warning"):
             print(f"    warning: {summary['warning']}")
+        if summary.get("estimated_label_noise"):
+            print(f"    labels estimated right: {noise_line(summary['estimated_label_noise'])}")
         for ex in summary.get("top", [])[: args.top]:
             score = ex.get("score")
             score = f"{score:.3f}" if isinstance(score, (int, float)) else score
@@ -241,6 +243,16 @@ def summary_line(summary: dict) -> str:
     extras = [f"{k}={v}" for k, v in summary.items()
               if k not in {"flagged", "total", "top", "warning"} and isinstance(v, (int, float, str)) and len(str(v)) < 40]
     return head + (f"; {', '.join(extras)}" if extras else "")
+
+
+def noise_line(noise: dict) -> str:
+    """'fear 46 % (else sad 27 %), ...': per class, the share of its labels estimated right
+    and what the wrong ones mostly are, noisiest class first."""
+    parts = []
+    for name, est in sorted(noise.items(), key=lambda kv: kv[1]["right"]):
+        other = next(iter(est["else"].items()), None)
+        parts.append(f"{name} {est['right']:.0%}" + (f" (else {other[0]} {other[1]:.0%})" if other else ""))
+    return ", ".join(parts)
 
 
 def cmd_ingest(args: argparse.Namespace) -> int:

@@ -38,7 +38,7 @@ class AutoPolicy:
 POLICIES: dict[str, AutoPolicy] = {p.name: p for p in (
     AutoPolicy("default", {
         schema.RELABEL: 0.3,          # suggested label's out-of-fold probability >= 0.7
-        schema.DROP_AMBIGUOUS: 0.15,  # given label's label quality <= 0.15
+        schema.DROP_AMBIGUOUS: 0.5,   # the given label is less likely right than wrong (label quality <= 0.5)
         schema.DROP_DUPLICATE: 1.0,   # every duplicate (its group's keeper stays)
         schema.DROP_NONFACE: 1.0,
         schema.DROP_QUALITY: 1.0,

@@ -11,7 +11,8 @@ Label issues split in two, because a wrong relabel is worse than a drop:
 * ``relabel`` where the out-of-fold model is confident in one other label (its
   probability and its margin over the runner-up both high): score ``1 - p(suggested)``;
 * ``drop_ambiguous`` where it is sure only that the given label is unlikely, or the face
-  sits between two emotions: score = cleanlab's label quality (low = given label unlikely).
+  sits between two emotions: score = the label quality, the estimated probability that
+  the given label is right (:mod:`fercurate.signals.noise_model`; low = likely wrong).
 
 The thresholds were calibrated on crowd votes of FER2013's val split
 (``bench/curation_quality.py``): there, relabels above them name the crowd's label far

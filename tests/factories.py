@@ -113,7 +113,7 @@ def planted_review_dataset(root: Path, name: str):
     issue = (planted["mislabeled"], planted["ambiguous"])
     values = {
         schema.IS_LABEL_ISSUE: {i: i in issue for i in ids},
-        schema.LABEL_QUALITY: {i: 0.05 if i == planted["mislabeled"] else 0.2 if i == planted["ambiguous"] else 0.8
+        schema.LABEL_QUALITY: {i: 0.05 if i == planted["mislabeled"] else 0.55 if i == planted["ambiguous"] else 0.8
                                for i in ids},
         schema.SUGGESTED_LABEL: {i: fo.Classification(label="happy" if i == planted["mislabeled"] else lab, confidence=0.8)
                                  for i, lab in zip(ids, labels)},

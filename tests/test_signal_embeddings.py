@@ -172,7 +172,7 @@ def test_fallback_without_features_for_every_sample_is_an_error(monkeypatch, tmp
 
 def test_fallback_runs_the_label_issue_classifier_first(monkeypatch, tmp_path, unique_name):
     ds = make_dataset(tmp_path / "fer", unique_name)
-    quick = LabelIssueParams(classifier=ClassifierParams(width=8, epochs=1, min_steps=1))
+    quick = LabelIssueParams(classifier=ClassifierParams(width=8, repeats=1, epochs=1, min_steps=1))
     monkeypatch.setattr(LabelIssues, "default_params", lambda self: quick)  # wiring, not accuracy
 
     assert run_signals(ds, ["embeddings"]) == ["duplicates", "label_issues", "embeddings"]

@@ -41,7 +41,7 @@ class ClassifierParams:
     convs: int = 2               # fer_cnn 3x3 convs per stage (2: VGG-style, as the reference CNN)
     image_size: int = 48         # images are resized to image_size x image_size grayscale
     folds: int = 2               # K of the (group-)stratified K-fold cross-validation
-    repeats: int = 1             # independent K-fold partitions; their held-out predictions are averaged
+    repeats: int = 2             # independent K-fold partitions; their held-out predictions are averaged
     epochs: int = 6
     min_steps: int = 150         # small datasets get more epochs: at least this many optimizer steps
     batch_size: int = 128

@@ -1,4 +1,4 @@
-"""The ``label_issues`` signal: cleanlab on out-of-fold probabilities of a CNN trained here.
+"""The ``label_issues`` signal: out-of-fold probabilities of a CNN trained here, scored with the estimated label noise.
 
 Every image, in every split (FER2013's test labels are as noisy as its training labels),
 is scored by models that did not see its label: stratified K-fold cross-validation of
@@ -6,13 +6,15 @@ the classifier in :mod:`fercurate.signals.classifier`, one resumable fold at a t
 (:mod:`fercurate.signals.crossval`). The folds keep each duplicate group together, so
 the signal requires ``duplicates``: a copy of an image in the training folds would hand
 it its own label and hide the issue.
-cleanlab then ranks the given labels (``cleanlab.rank.get_label_quality_scores``, by
-default ``normalized_margin``: the given label's probability less the best other one's,
-lower = more likely wrong; it ranked the labels the crowd disputes better than
-self-confidence on FER2013's val split) and flags the likely errors
-(``cleanlab.filter.find_label_issues``, confident learning: pruned by the estimated noise
-rates between each pair of classes). :mod:`fercurate.proposals` turns a flag into a
-relabel or a drop_ambiguous.
+The given labels are then scored by Bayes' rule with the data set's noise matrix as
+confident learning estimates it (:mod:`fercurate.signals.noise_model`, cleanlab's
+``estimate_latent``): the label quality is the probability that the given label is right
+given the image and how often labels of that class are wrong; as many labels as
+cleanlab estimates are wrong (``cleanlab.count.num_label_issues``) are flagged, the least
+likely right first. On FER2013 this finds the labels people dispute far better than
+ranking by the model's own probability, which has learnt the systematic confusions too
+(any ``cleanlab.rank`` method / ``cleanlab.filter`` rule can be chosen instead).
+:mod:`fercurate.proposals` turns a flag into a relabel or a drop_ambiguous.
 
 Fields: ``schema.LABEL_QUALITY`` (score), ``schema.IS_LABEL_ISSUE`` (flag),
 ``schema.SUGGESTED_LABEL`` (the out-of-fold argmax with its probability) and
@@ -31,6 +33,7 @@ from pathlib import Path
 
 import numpy as np
 import fiftyone as fo
+from cleanlab.count import num_label_issues
 from cleanlab.filter import find_label_issues
 from cleanlab.rank import get_label_quality_scores
 
@@ -40,6 +43,9 @@ from fercurate.signals import computed, register
 from fercurate.signals.base import ChunkStore, SampleTable, Signal, set_field, work_dir_for
 from fercurate.signals.classifier import ClassifierParams, load_images
 from fercurate.signals.crossval import cross_val_probs
+from fercurate.signals.noise_model import (
+    NOISE_POSTERIOR, NoiseEstimate, estimate_noise, label_quality, noise_summary,
+)
 
 NAME = "label_issues"
 FEATURES_KEY = "features"   # ChunkStore key of the fold-0 model's features (+ sample ids)
@@ -52,10 +58,13 @@ RELIABLE_PER_CLASS = 200
 @dataclass
 class LabelIssueParams:
     classifier: ClassifierParams = field(default_factory=ClassifierParams)
-    #: cleanlab.filter.find_label_issues ``filter_by`` (confident-learning pruning rule)
-    filter_by: str = "prune_by_noise_rate"
-    #: cleanlab.rank.get_label_quality_scores ``method``
-    quality_method: str = "normalized_margin"
+    #: the label quality: "noise_posterior" (P(given label right | image, estimated noise),
+    #: :mod:`~fercurate.signals.noise_model`) or a cleanlab.rank.get_label_quality_scores method
+    quality_method: str = NOISE_POSTERIOR
+    #: what flags an issue: "noise_posterior" (as many labels as cleanlab estimates are wrong,
+    #: ``cleanlab.count.num_label_issues``, the least likely right first) or a
+    #: cleanlab.filter.find_label_issues ``filter_by`` rule (e.g. "prune_by_noise_rate")
+    filter_by: str = NOISE_POSTERIOR
 
 
 def folds_for(labels: np.ndarray, classes: list[str], folds: int) -> int:
@@ -94,13 +103,41 @@ def duplicate_groups(ds: fo.Dataset, table: SampleTable) -> np.ndarray:
                      for i, g in enumerate(names)], dtype=np.int64)
 
 
-def score_labels(labels: np.ndarray, pred_probs: np.ndarray, filter_by: str = "prune_by_noise_rate",
-                 quality_method: str = "normalized_margin") -> tuple[np.ndarray, np.ndarray]:
-    """cleanlab's label quality (lower = more likely wrong) and issue flags. A class in the
-    class list that no sample carries is fine: cleanlab keeps its column and flags nothing for it."""
-    quality = get_label_quality_scores(labels, pred_probs, method=quality_method)
-    is_issue = find_label_issues(labels, pred_probs, filter_by=filter_by)
-    return quality, is_issue
+def score_labels(labels: np.ndarray, pred_probs: np.ndarray, params: LabelIssueParams | None = None
+                 ) -> tuple[np.ndarray, np.ndarray, NoiseEstimate]:
+    """Label quality (lower = more likely wrong), issue flags and the estimated noise.
+
+    By default the quality is the noise-aware posterior (:mod:`~fercurate.signals.noise_model`),
+    the probability that the given label is right, and the flags are as many labels as
+    confident learning estimates are wrong (``cleanlab.count.num_label_issues``): the least
+    likely right ones. Counting with cleanlab and choosing with the posterior keeps the number
+    of flags stable across models, where a fixed posterior threshold is not (an uncertain
+    model flags few). Any cleanlab ranking method / filter can be chosen instead. A class in
+    the class list that no sample carries is fine."""
+    p = params or LabelIssueParams()
+    estimate = estimate_noise(labels, pred_probs)
+    if p.quality_method == NOISE_POSTERIOR:
+        quality = label_quality(labels, pred_probs, estimate.noise)
+    else:
+        quality = get_label_quality_scores(labels, pred_probs, method=p.quality_method)
+    if p.filter_by == NOISE_POSTERIOR:
+        posterior_quality = quality if p.quality_method == NOISE_POSTERIOR else \
+            label_quality(labels, pred_probs, estimate.noise)
+        is_issue = np.zeros(len(labels), dtype=bool)
+        is_issue[np.argsort(posterior_quality, kind="stable")[:count_label_issues(labels, pred_probs)]] = True
+    else:
+        is_issue = find_label_issues(labels, pred_probs, filter_by=p.filter_by)
+    return quality, np.asarray(is_issue, dtype=bool), estimate
+
+
+def count_label_issues(labels: np.ndarray, pred_probs: np.ndarray) -> int:
+    """cleanlab's estimate of how many given labels are wrong (off-diagonal of the confident
+    joint), on the classes present (cleanlab needs each class it sees in ``pred_probs``)."""
+    present = np.flatnonzero(np.bincount(labels, minlength=pred_probs.shape[1]) > 0)
+    remap = np.full(pred_probs.shape[1], -1)
+    remap[present] = np.arange(len(present))
+    sub = pred_probs[:, present] / np.clip(pred_probs[:, present].sum(1, keepdims=True), 1e-12, None)
+    return int(num_label_issues(remap[labels], sub))
 
 
 @register
@@ -123,9 +160,11 @@ class LabelIssues(Signal):
         cv = cross_val_probs(images, labels, len(table.classes), p.classifier, folds=folds, store=store,
                              groups=duplicate_groups(ds, table))
         store.save(FEATURES_KEY, {"ids": np.array(table.ids), "features": cv.features})
-        quality, is_issue = score_labels(labels, cv.pred_probs, p.filter_by, p.quality_method)
+        quality, is_issue, noise = score_labels(labels, cv.pred_probs, p)
         write_fields(ds, table, cv.pred_probs, quality, is_issue)
-        return summarize(table, labels, cv.pred_probs, quality, is_issue, folds)
+        summary = summarize(table, labels, cv.pred_probs, quality, is_issue, folds)
+        summary["estimated_label_noise"] = noise_summary(noise, table.classes)
+        return summary
 
 
 def write_fields(ds: fo.Dataset, table: SampleTable, pred_probs: np.ndarray, quality: np.ndarray,
