@@ -147,7 +147,8 @@ def main(argv: list[str] | None = None) -> int:
             labels = [lab for lab, d in zip(labels_all, dropped) if not d]
         y = np.array([label_idx[lab] for lab in labels])
         digest = hashlib.sha1(np.asarray(rows).tobytes() + y.tobytes()).hexdigest()[:12]
-        cache = args.work / f"{ds.name}-{name}-{args.epochs}ep-{digest}.npz"
+        # keyed on the training set, not the arm's name: arms with the same images and labels share a model
+        cache = args.work / f"{ds.name}-{args.epochs}ep-{digest}.npz"
         t0 = time.perf_counter()
         if cache.is_file():
             z = np.load(cache)

@@ -13,7 +13,7 @@ On the images with votes it reports:
 * relabel proposals whose target is the crowd label (overall, top 100 / 500 by score);
   drop_ambiguous proposals whose given label the crowd disputes;
 * not-a-face flags against the crowd's unusable images (dropped, or >= 5 of 10 NF votes);
-* the labels after accepting every proposal, and after the default auto-accept policy:
+* the labels after accepting every proposal, and after each auto-accept policy:
   accuracy against the crowd on the images kept, and the share kept.
 
 Decisions are simulated in memory with the same rules the product applies
@@ -129,6 +129,7 @@ def main(argv: list[str] | None = None) -> int:
     all_labels = np.array([classes.index(g) for g in given])
     posterior_quality = noise_model.label_quality(all_labels, np.array(probs, dtype=float))
     ranking[noise_model.NOISE_POSTERIOR] = ranking_metrics(wrong[m], posterior_quality[rows][m], ks)
+    disputed_per_class = {c: share(wrong[m & (lab == k)]) for k, c in enumerate(classes)}
     argmax = pr.argmax(1)
     oof = {"accuracy_vs_given": share((argmax == lab)[m]),
            "accuracy_vs_crowd": share(np.array([classes[a] == c for a, c in zip(argmax, crowd)])[m])}
@@ -154,7 +155,6 @@ def main(argv: list[str] | None = None) -> int:
         not_a_face = {"unusable": int(unusable.sum()), "flagged": int(flag.sum()),
                       "precision": share(unusable[flag]), "recall": share(flag[unusable])}
 
-    default = policy.get("default")
     raw_right = np.array([given[i] == c for i, c in zip(rows, crowd)])
     result = {
         "benchmark": "curation_quality", "dataset": ds.name, "votes": str(args.votes),
@@ -164,12 +164,13 @@ def main(argv: list[str] | None = None) -> int:
         "label_issues_params": (ds.info.get(schema.INFO_SIGNALS, {}).get("label_issues") or {}).get("params"),
         "label_issues_seconds": (ds.info.get(schema.INFO_SIGNALS, {}).get("label_issues") or {}).get("seconds"),
         "precision_at_k_scaled_from_2000_on_train": max(1, round(2000 * scale)),
-        "out_of_fold_model": oof, "ranking": ranking, "relabel": relabels, "drop_ambiguous": ambiguous,
+        "out_of_fold_model": oof, "disputed_share_per_given_label": disputed_per_class, "ranking": ranking, "relabel": relabels, "drop_ambiguous": ambiguous,
         "not_a_face": not_a_face,
         "labels": {"raw": {"kept": int(len(rows)), "kept_share": 1.0, "accuracy_vs_crowd_kept": share(raw_right[m])},
                    "accept_every_proposal": curated_accuracy(cols, rows, crowd, has_crowd, accept_all),
-                   f"auto_{default.name}": curated_accuracy(cols, rows, crowd, has_crowd, default.accepts),
-                   "auto_policy": {"name": default.name, "max_score": default.max_score}},
+                   **{f"auto_{pol.name}": curated_accuracy(cols, rows, crowd, has_crowd, pol.accepts)
+                      for pol in policy.POLICIES.values()},
+                   "auto_policies": {pol.name: pol.max_score for pol in policy.POLICIES.values()}},
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")

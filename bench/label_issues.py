@@ -4,7 +4,7 @@ On FER2013 (Kaggle folder layout), flip a fraction of the TRAIN labels uniformly
 to another class (seeded), then compute out-of-fold probabilities for every image twice,
 with the same stratified folds:
 
-* ``cnn``: the signal's classifier (:func:`fercurate.signals.classifier.cross_val_probs`);
+* ``cnn``: the signal's classifier (:func:`fercurate.signals.crossval.cross_val_probs`);
 * ``logreg_pixels``: the plain recipe, logistic regression on standardised raw pixels.
 
 Both go through the signal's cleanlab step (:func:`fercurate.signals.label_issues.score_labels`).
@@ -35,7 +35,8 @@ from sklearn.metrics import roc_auc_score
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from fercurate.signals.classifier import ClassifierParams, cross_val_probs, load_images
+from fercurate.signals.classifier import ClassifierParams, load_images
+from fercurate.signals.crossval import cross_val_probs
 from fercurate.signals.label_issues import score_labels
 
 REPO = Path(__file__).resolve().parent.parent

@@ -103,7 +103,7 @@ def test_bulk_accept_on_the_view_counts_in_the_form_and_changes_every_pending_fi
 def test_auto_accept_shows_what_passes_then_accepts_it_as_the_policy(planted):
     ds, roles = planted
     ds.set_values(f"{schema.fix_field(schema.RELABEL)}.{schema.FIX_SCORE}",
-                  {roles["issue0"]: 0.1, roles["issue1"]: 0.5, roles["issue2"]: 0.25}, key_field="id")
+                  {roles["issue0"]: 0.1, roles["issue1"]: 0.45, roles["issue2"]: 0.25}, key_field="id")
     form = resolve_input("auto_accept", ds, {"policy": "default", "kind": schema.RELABEL, "target": "current view"})
     assert "accept 2 fix(es): label issues 2" in form["properties"]["summary"]["view"]["label"]
     out = run("auto_accept", ds, {"policy": "default", "kind": schema.RELABEL, "target": "current view"})

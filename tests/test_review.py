@@ -188,20 +188,24 @@ def test_auto_accept_takes_only_what_passes_each_threshold_as_auto_curator_and_c
     from fercurate import policy
     ds, ids = planted
     fixes.decide(ds, [ids["nonface"]], schema.REJECT, curator="ana")  # a person's decision stays
-    accepted = fixes.decide_auto(ds, "default")
+    accepted = fixes.decide_auto(ds, "cautious")
     ds.reload()
     # relabel score 1 - 0.8 = 0.2 passes 0.3; the ambiguous label, 55 % likely right, does not pass 0.5
     assert accepted == {schema.RELABEL: 1, schema.DROP_AMBIGUOUS: 0, schema.DROP_DUPLICATE: 1,
                         schema.DROP_NONFACE: 0, schema.DROP_QUALITY: 1}
-    assert policy.POLICIES["default"].max_score[schema.DROP_AMBIGUOUS] < 0.55
+    assert policy.POLICIES["cautious"].max_score[schema.DROP_AMBIGUOUS] < 0.55
     assert fix(ds, ids["ambiguous"], schema.DROP_AMBIGUOUS)[schema.FIX_STATUS] == schema.PENDING
     assert fix(ds, ids["tilted"], schema.USE_CROP)[schema.FIX_STATUS] == schema.PENDING  # never automatic
     assert fix(ds, ids["nonface"], schema.DROP_NONFACE)[schema.FIX_CURATOR] == "ana"
     relabel = fix(ds, ids["mislabeled"], schema.RELABEL)
-    assert relabel[schema.FIX_STATUS] == schema.ACCEPTED and relabel[schema.FIX_CURATOR] == "auto:default"
+    assert relabel[schema.FIX_STATUS] == schema.ACCEPTED and relabel[schema.FIX_CURATOR] == "auto:cautious"
     assert curated(ds, ids["mislabeled"]) == ("happy", False)
-    assert decisions.history(ds, ids["duplicate"])[-1]["curator"] == "auto:default"
-    assert fixes.decide_auto(ds, "default") == {k: 0 for k in accepted}  # idempotent
+    assert decisions.history(ds, ids["duplicate"])[-1]["curator"] == "auto:cautious"
+    assert fixes.decide_auto(ds, "cautious") == {k: 0 for k in accepted}  # idempotent
+    # the default takes every label proposal (what trained the better model on crowd votes), never a crop
+    assert fixes.decide_auto(ds, "default")[schema.DROP_AMBIGUOUS] == 1
+    assert fix(ds, ids["ambiguous"], schema.DROP_AMBIGUOUS)[schema.FIX_CURATOR] == "auto:default"
+    assert fix(ds, ids["tilted"], schema.USE_CROP)[schema.FIX_STATUS] == schema.PENDING
     fixes.undo(ds, [ids["mislabeled"]], curator="ana")
     assert fix(ds, ids["mislabeled"], schema.RELABEL)[schema.FIX_STATUS] == schema.PENDING
     with pytest.raises(FercurateError, match="unknown auto-accept policy 'nope'; choose from default"):

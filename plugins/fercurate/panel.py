@@ -130,7 +130,9 @@ def headline(ev: dict) -> str:
     sugg = f" · suggested **{suggested}**" if suggested else ""
     ambiguous = (ev.get("fixes") or {}).get(schema.DROP_AMBIGUOUS)
     if ambiguous and not suggested:
-        sugg = (f" · label disputed, no clear answer (given {ambiguous.get(schema.FIX_GIVEN_PROB, 0):.2f}, "
+        right = ambiguous.get(schema.FIX_SCORE)
+        likely = f"{right:.0%} likely right, " if right is not None else ""
+        sugg = (f" · label disputed, no clear answer ({likely}model {ambiguous.get(schema.FIX_GIVEN_PROB, 0):.2f} "
                 f"vs **{ambiguous.get(schema.FIX_RUNNER_UP)}**)")
     return f"#### `{ev['id']}` ({ev.get('split')})\n{given}{sugg}{curated}{drop}"
 
