@@ -114,7 +114,7 @@ def run_level(images, labels, train, classes, rate, params, seed, with_logreg) -
                    "wall_s": round(time.perf_counter() - wall, 1), "cpu_s": round(cpu_seconds() - cpu, 1)}}
     if with_logreg:
         wall = time.perf_counter()
-        probs = logreg_cross_val_probs(images, noisy, cv.fold, len(classes))
+        probs = logreg_cross_val_probs(images, noisy, cv.fold[0], len(classes))  # the first partition's folds
         out["logreg_pixels"] = {**detection_metrics(noisy, labels, flipped, train, probs),
                                 "wall_s": round(time.perf_counter() - wall, 1)}
     return out
