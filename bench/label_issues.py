@@ -10,7 +10,7 @@ with the same stratified folds:
 Both go through the signal's cleanlab step (:func:`fercurate.signals.label_issues.score_labels`).
 Reported per noise level and method, on the train split: AUROC of ``1 - label_quality`` for
 finding the flipped labels, precision@k with k = number flipped, the flagged precision and
-recall of ``find_label_issues``; and out-of-fold accuracy against the given (noisy) labels
+recall of the signal's issue flags; and out-of-fold accuracy against the given (noisy) labels
 and the original labels, on all splits. FER2013's own label noise counts as "clean" here,
 so no method can reach a perfect score.
 

@@ -28,9 +28,10 @@ PEAK = ("import resource,runpy,sys; sys.argv=['fercurate']+sys.argv[1:]; "
         "r=resource.getrusage; print('PEAK_MB', max(r(resource.RUSAGE_SELF).ru_maxrss, "
         "r(resource.RUSAGE_CHILDREN).ru_maxrss)/1024, file=sys.stderr); sys.exit(rc)")
 
-#: each signal's own compute time, as the runner recorded it in the dataset
-SIGNAL_SECONDS = ("import json; from fercurate import dataset; from fercurate.signals import computed; "
-                  "print(json.dumps({n: r.get('seconds') for n, r in computed(dataset.load('fer2013')).items()}))")
+#: each signal's own compute time and summary, as the runner recorded them in the dataset
+SIGNAL_RECORDS = ("import json; from fercurate import dataset; from fercurate.signals import computed; "
+                  "print(json.dumps({n: {'seconds': r.get('seconds'), 'summary': r.get('summary', {})} "
+                  "for n, r in computed(dataset.load('fer2013')).items()}, default=str))")
 
 
 def run(args: list[str], env: dict) -> tuple[float, float, str]:
@@ -66,16 +67,15 @@ def main() -> None:
             wall, peak, _ = run(["compute", "fer2013", name], env)
             results[name] = {"seconds": round(wall, 1), "peak_mb": round(peak)}
             print(f"{name}: {wall:.1f} s, peak {peak:.0f} MB", file=sys.stderr, flush=True)
-    _, _, report = run(["report", "fer2013", "--json"], env)
-    signals = json.loads(report)["signals"]
-    seconds = subprocess.run([sys.executable, "-c", SIGNAL_SECONDS], env=env, capture_output=True, text=True,
-                             check=True).stdout
+    records = json.loads(subprocess.run([sys.executable, "-c", SIGNAL_RECORDS], env=env, capture_output=True,
+                                        text=True, check=True).stdout)
     out = {"mode": args.mode, "command": "python bench/signals.py " + " ".join(sys.argv[1:]),
            "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
            "source": str(args.source), "home": home, "per_process": results,
            "total_s": round(sum(v["seconds"] for v in results.values()), 1),
-           "signal_seconds": json.loads(seconds),
-           "targets": {"launch_s": 900, "duplicates_s": 60}, "summaries": signals}
+           "signal_seconds": {n: r["seconds"] for n, r in records.items()},
+           "targets": {"launch_s": 900, "duplicates_s": 60},
+           "summaries": {n: r["summary"] for n, r in records.items()}}
     print(json.dumps({k: v for k, v in out.items() if k != "summaries"}, indent=2))
     (REPO / "bench" / "results").mkdir(exist_ok=True)
     (REPO / "bench" / "results" / "signals.json").write_text(json.dumps(out, indent=2, default=str))

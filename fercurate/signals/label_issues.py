@@ -33,7 +33,6 @@ from pathlib import Path
 
 import numpy as np
 import fiftyone as fo
-from cleanlab.count import num_label_issues
 from cleanlab.filter import find_label_issues
 from cleanlab.rank import get_label_quality_scores
 
@@ -44,7 +43,7 @@ from fercurate.signals.base import ChunkStore, SampleTable, Signal, set_field, w
 from fercurate.signals.classifier import ClassifierParams, load_images
 from fercurate.signals.crossval import cross_val_probs
 from fercurate.signals.noise_model import (
-    NOISE_POSTERIOR, NoiseEstimate, estimate_noise, label_quality, noise_summary,
+    NOISE_POSTERIOR, NoiseEstimate, count_label_issues, estimate_noise, label_quality, noise_summary,
 )
 
 NAME = "label_issues"
@@ -128,16 +127,6 @@ def score_labels(labels: np.ndarray, pred_probs: np.ndarray, params: LabelIssueP
     else:
         is_issue = find_label_issues(labels, pred_probs, filter_by=p.filter_by)
     return quality, np.asarray(is_issue, dtype=bool), estimate
-
-
-def count_label_issues(labels: np.ndarray, pred_probs: np.ndarray) -> int:
-    """cleanlab's estimate of how many given labels are wrong (off-diagonal of the confident
-    joint), on the classes present (cleanlab needs each class it sees in ``pred_probs``)."""
-    present = np.flatnonzero(np.bincount(labels, minlength=pred_probs.shape[1]) > 0)
-    remap = np.full(pred_probs.shape[1], -1)
-    remap[present] = np.arange(len(present))
-    sub = pred_probs[:, present] / np.clip(pred_probs[:, present].sum(1, keepdims=True), 1e-12, None)
-    return int(num_label_issues(remap[labels], sub))
 
 
 @register

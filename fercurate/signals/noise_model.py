@@ -23,7 +23,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from cleanlab.count import compute_confident_joint, estimate_latent
+from cleanlab.count import compute_confident_joint, estimate_latent, num_label_issues
 
 #: the label quality of this method, next to cleanlab.rank's method names
 NOISE_POSTERIOR = "noise_posterior"
@@ -37,27 +37,35 @@ class NoiseEstimate:
     inverse: np.ndarray   # P(true = i | given = j); columns sum to 1
 
 
+def _present_classes(labels: np.ndarray, pred_probs: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """cleanlab needs every class it sees in ``pred_probs`` to carry a label: the classes
+    present, the labels re-indexed onto them and their renormalised probability columns."""
+    present = np.flatnonzero(np.bincount(labels, minlength=pred_probs.shape[1]) > 0)
+    remap = np.full(pred_probs.shape[1], -1)
+    remap[present] = np.arange(len(present))
+    sub = pred_probs[:, present]
+    return present, remap[labels], sub / np.clip(sub.sum(1, keepdims=True), 1e-12, None)
+
+
 def estimate_noise(labels: np.ndarray, pred_probs: np.ndarray) -> NoiseEstimate:
     """The noise matrix and its inverse, estimated by confident learning.
 
     cleanlab counts the confident joint of the given labels and the out-of-fold
     probabilities and calibrates it to the given labels' class counts. A class no sample
     carries gets identity entries (nothing is known about its noise)."""
-    num_classes = pred_probs.shape[1]
-    present = np.flatnonzero(np.bincount(labels, minlength=num_classes) > 0)
-    if len(present) == num_classes:
-        _, noise, inverse = estimate_latent(compute_confident_joint(labels, pred_probs), labels)
-        return NoiseEstimate(noise, inverse)
-    # cleanlab needs every class present: estimate on the classes that are, identity elsewhere
-    remap = np.full(num_classes, -1)
-    remap[present] = np.arange(len(present))
-    sub = pred_probs[:, present]
-    sub = sub / np.clip(sub.sum(1, keepdims=True), 1e-12, None)
-    _, small, small_inv = estimate_latent(compute_confident_joint(remap[labels], sub), remap[labels])
-    noise, inverse = np.eye(num_classes), np.eye(num_classes)
+    present, sub_labels, sub_probs = _present_classes(labels, pred_probs)
+    _, small, small_inv = estimate_latent(compute_confident_joint(sub_labels, sub_probs), sub_labels)
+    noise, inverse = np.eye(pred_probs.shape[1]), np.eye(pred_probs.shape[1])
     noise[np.ix_(present, present)] = small
     inverse[np.ix_(present, present)] = small_inv
     return NoiseEstimate(noise, inverse)
+
+
+def count_label_issues(labels: np.ndarray, pred_probs: np.ndarray) -> int:
+    """cleanlab's estimate of how many given labels are wrong (``cleanlab.count.num_label_issues``,
+    the off-diagonal of the confident joint)."""
+    _, sub_labels, sub_probs = _present_classes(labels, pred_probs)
+    return int(num_label_issues(sub_labels, sub_probs))
 
 
 def posterior(labels: np.ndarray, pred_probs: np.ndarray, noise: np.ndarray | None = None) -> np.ndarray:
