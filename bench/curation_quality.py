@@ -129,6 +129,8 @@ def main(argv: list[str] | None = None) -> int:
     all_labels = np.array([classes.index(g) for g in given])
     posterior_quality = noise_model.label_quality(all_labels, np.array(probs, dtype=float))
     ranking[noise_model.NOISE_POSTERIOR] = ranking_metrics(wrong[m], posterior_quality[rows][m], ks)
+    untempered = noise_model.label_quality(all_labels, np.array(probs, dtype=float), power=1.0)
+    ranking[f"{noise_model.NOISE_POSTERIOR}_untempered"] = ranking_metrics(wrong[m], untempered[rows][m], ks)
     disputed_per_class = {c: share(wrong[m & (lab == k)]) for k, c in enumerate(classes)}
     argmax = pr.argmax(1)
     oof = {"accuracy_vs_given": share((argmax == lab)[m]),

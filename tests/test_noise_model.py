@@ -75,3 +75,29 @@ def test_flags_are_as_many_as_cleanlab_counts_and_the_least_likely_right():
     q2, flags2, _ = score_labels(given, probs, LabelIssueParams(quality_method="self_confidence",
                                                               filter_by="prune_by_noise_rate"))
     assert np.allclose(q2, probs[np.arange(len(given)), given]) and flags2.dtype == bool
+
+
+def test_tempering_softens_the_image_evidence_and_power_one_is_plain_bayes():
+    given, probs, _ = systematic()
+    soft = noise_model.temper(probs, 0.5)
+    assert np.allclose(soft.sum(1), 1) and np.array_equal(noise_model.temper(probs, 1), probs)
+    entropy = lambda p: -(p * np.log(p)).sum(1)  # noqa: E731
+    assert (entropy(soft) > entropy(probs)).all()
+    est = noise_model.estimate_noise(given, probs)
+    plain = est.noise[given] * probs
+    plain = (plain / plain.sum(1, keepdims=True))[np.arange(len(given)), given]
+    assert np.allclose(noise_model.label_quality(given, probs, est.noise, power=1.0), plain)
+
+
+def test_a_lower_power_lets_the_noise_prior_weigh_more():
+    """An over-sure image of the noisy class ('spiky', a third of whose labels hide 'calm'
+    faces) loses more quality from tempering than the same-looking image of a clean class."""
+    given, probs, _ = systematic()
+    p = np.array([[0.10, 0.02, 0.88], [0.02, 0.88, 0.10]])
+    labels = np.concatenate([given, [2, 1]])
+    allp = np.concatenate([probs, p])
+    est = noise_model.estimate_noise(labels, allp)
+    full = noise_model.label_quality(labels, allp, est.noise, power=1.0)[-2:]
+    tempered = noise_model.label_quality(labels, allp, est.noise, power=0.5)[-2:]
+    assert full[0] - tempered[0] > 0.02                 # the noisy class's label is doubted more ...
+    assert abs(full[1] - tempered[1]) < 0.25 * (full[0] - tempered[0])  # ... the clean class's hardly

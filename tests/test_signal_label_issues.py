@@ -110,7 +110,9 @@ def test_flipped_labels_score_low_and_are_flagged_clean_twins_are_not(planted):
     assert flipped.sum() == 3 * FLIPS_PER_CLASS
     assert ((quality >= 0) & (quality <= 1)).all()
     # the posterior that the label is right: flipped labels far below clean ones
-    assert quality[flipped].mean() < 0.6 < 0.9 < quality[~flipped].mean()
+    # (the tempered evidence keeps a random flip's posterior off 0: the ranking is what counts)
+    assert quality[flipped].mean() < 0.8 and quality[~flipped].mean() > 0.95
+    assert np.median(quality[flipped]) < np.percentile(quality[~flipped], 5)
     assert flag[flipped].mean() >= 0.75
     assert flag[~flipped].mean() <= 0.1
     # the worst-ranked samples are the flipped ones
@@ -219,6 +221,27 @@ def test_cross_validation_is_deterministic():
     b = cross_val_probs(images, labels, 3, TINY)
     assert np.array_equal(a.fold, b.fold) and np.array_equal(a.pred_probs, b.pred_probs)
     assert np.array_equal(a.features, b.features)
+
+
+def test_folds_trained_in_worker_processes_equal_the_serial_run(tmp_path, monkeypatch):
+    """Two spawned one-thread workers give the same models as one process (each fold is
+    seeded by itself), and a store that already holds a fold is resumed, not retrained."""
+    from fercurate.signals import crossval
+    from fercurate.signals.base import ChunkStore
+    rng = np.random.default_rng(1)
+    labels = np.repeat(np.arange(3), 20)
+    images = np.stack([texture(c, rng) for c in labels])
+    twice = ClassifierParams(**{**TINY.__dict__, "repeats": 2})
+    serial = cross_val_probs(images, labels, 3, twice)
+    monkeypatch.setattr(crossval, "MIN_PARALLEL_IMAGES", 0)
+    store = ChunkStore(tmp_path / "folds")
+    store.save("fold1", crossval.run_fold(images, labels, serial.fold[0], crossval.fold_tasks(3, 2, TINY.seed)[1],
+                                          3, twice))
+    parallel = cross_val_probs(images, labels, 3, twice, store=store, workers=2)
+    assert np.allclose(serial.pred_probs, parallel.pred_probs, atol=1e-6)
+    assert np.allclose(serial.features, parallel.features, atol=1e-5)
+    assert sorted(p.stem for p in (tmp_path / "folds").glob("*.npz")) == \
+        ["fold0", "fold1", "fold2", "repeat1-fold0", "repeat1-fold1", "repeat1-fold2"]
 
 
 def test_a_class_with_one_sample_is_a_one_line_error(tmp_path, unique_name, tiny):

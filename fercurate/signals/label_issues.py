@@ -41,9 +41,9 @@ from fercurate.errors import FercurateError
 from fercurate.signals import computed, register
 from fercurate.signals.base import ChunkStore, SampleTable, Signal, set_field, work_dir_for
 from fercurate.signals.classifier import ClassifierParams, load_images
-from fercurate.signals.crossval import cross_val_probs
+from fercurate.signals.crossval import cross_val_probs, default_workers
 from fercurate.signals.noise_model import (
-    NOISE_POSTERIOR, NoiseEstimate, count_label_issues, estimate_noise, label_quality, noise_summary,
+    EVIDENCE_POWER, NOISE_POSTERIOR, NoiseEstimate, count_label_issues, estimate_noise, label_quality, noise_summary,
 )
 
 NAME = "label_issues"
@@ -64,6 +64,9 @@ class LabelIssueParams:
     #: ``cleanlab.count.num_label_issues``, the least likely right first) or a
     #: cleanlab.filter.find_label_issues ``filter_by`` rule (e.g. "prune_by_noise_rate")
     filter_by: str = NOISE_POSTERIOR
+    #: exponent of the out-of-fold probabilities in the posterior: < 1 trusts the image less
+    #: than the noise prior (the net is over-sure of the confusions it learnt; noise_model)
+    evidence_power: float = EVIDENCE_POWER
 
 
 def folds_for(labels: np.ndarray, classes: list[str], folds: int) -> int:
@@ -116,12 +119,12 @@ def score_labels(labels: np.ndarray, pred_probs: np.ndarray, params: LabelIssueP
     p = params or LabelIssueParams()
     estimate = estimate_noise(labels, pred_probs)
     if p.quality_method == NOISE_POSTERIOR:
-        quality = label_quality(labels, pred_probs, estimate.noise)
+        quality = label_quality(labels, pred_probs, estimate.noise, p.evidence_power)
     else:
         quality = get_label_quality_scores(labels, pred_probs, method=p.quality_method)
     if p.filter_by == NOISE_POSTERIOR:
         posterior_quality = quality if p.quality_method == NOISE_POSTERIOR else \
-            label_quality(labels, pred_probs, estimate.noise)
+            label_quality(labels, pred_probs, estimate.noise, p.evidence_power)
         is_issue = np.zeros(len(labels), dtype=bool)
         is_issue[np.argsort(posterior_quality, kind="stable")[:count_label_issues(labels, pred_probs)]] = True
     else:
@@ -136,6 +139,8 @@ class LabelIssues(Signal):
     name = NAME
     requires = ("duplicates",)
     uses_labels = True
+    #: folds trained at once, in processes (not a parameter: the result does not depend on it)
+    workers: int = default_workers()
 
     def default_params(self) -> LabelIssueParams:
         return LabelIssueParams()
@@ -147,7 +152,7 @@ class LabelIssues(Signal):
         images = load_images(table.filepaths, p.classifier.image_size)
         store = ChunkStore(work_dir / "folds")
         cv = cross_val_probs(images, labels, len(table.classes), p.classifier, folds=folds, store=store,
-                             groups=duplicate_groups(ds, table))
+                             groups=duplicate_groups(ds, table), workers=self.workers)
         store.save(FEATURES_KEY, {"ids": np.array(table.ids), "features": cv.features})
         quality, is_issue, noise = score_labels(labels, cv.pred_probs, p)
         write_fields(ds, table, cv.pred_probs, quality, is_issue)

@@ -14,7 +14,16 @@ The posterior of the true label given the image *and* its given label ``i`` is t
 so a class whose labels are often wrong (low ``T[i, i]``) needs a stronger image to keep
 its label, and the class it is usually confused with gains weight. The label quality is
 the posterior of the given label: the model's estimate of the probability that the label
-is right. On FER2013's val split, scored against crowd votes (``bench/curation_quality.py``),
+is right.
+
+The image evidence is tempered, ``p_j(x) ** EVIDENCE_POWER`` renormalised: the same
+network that learnt the confusions is over-sure of them (its probabilities come from the
+noisy labels it fitted), so at full weight it drowns the noise prior for exactly the images
+the prior is there for. On FER2013's val split, against crowd votes, a power of 0.5 lifts
+the AUROC of the ranking from 0.894 to 0.898 and precision@250 from 0.91 to 0.96, on
+either random half of the split alone as well; 0.3-0.6 all beat 1.0, sharper (>1) is
+worse. Calibrating the power on the given labels instead (NLL) asks for *sharper*
+probabilities: they reward fitting the noise, which is the opposite of the point. On FER2013's val split, scored against crowd votes (``bench/curation_quality.py``),
 it ranks the labels people dispute better than cleanlab's ranking methods do (README).
 """
 
@@ -27,6 +36,8 @@ from cleanlab.count import compute_confident_joint, estimate_latent, num_label_i
 
 #: the label quality of this method, next to cleanlab.rank's method names
 NOISE_POSTERIOR = "noise_posterior"
+#: exponent of the model's probabilities in the posterior (1 = untempered; see the module doc)
+EVIDENCE_POWER = 0.5
 
 
 @dataclass
@@ -68,19 +79,31 @@ def count_label_issues(labels: np.ndarray, pred_probs: np.ndarray) -> int:
     return int(num_label_issues(sub_labels, sub_probs))
 
 
-def posterior(labels: np.ndarray, pred_probs: np.ndarray, noise: np.ndarray | None = None) -> np.ndarray:
+def temper(pred_probs: np.ndarray, power: float) -> np.ndarray:
+    """``p ** power`` renormalised per row: below 1 softens, above 1 sharpens, 1 is a no-op."""
+    if power == 1:
+        return pred_probs
+    p = np.clip(np.asarray(pred_probs, dtype=np.float64), 1e-12, None) ** power
+    return p / p.sum(axis=1, keepdims=True)
+
+
+def posterior(labels: np.ndarray, pred_probs: np.ndarray, noise: np.ndarray | None = None,
+              power: float = EVIDENCE_POWER) -> np.ndarray:
     """``P(true = j | x, given label)`` for every sample (N, C), rows sum to 1; ``noise`` is
-    ``T`` (estimated from ``labels`` and ``pred_probs`` when None)."""
+    ``T`` (estimated from ``labels`` and the untempered ``pred_probs`` when None); ``power``
+    tempers the image evidence."""
     noise = estimate_noise(labels, pred_probs).noise if noise is None else noise
+    pred_probs = temper(pred_probs, power)
     joint = noise[labels] * pred_probs
     total = joint.sum(axis=1, keepdims=True)
     # a row the noise matrix rules out entirely (never happens with cleanlab's estimate) keeps the model's view
     return np.where(total > 0, joint / np.clip(total, 1e-12, None), pred_probs)
 
 
-def label_quality(labels: np.ndarray, pred_probs: np.ndarray, noise: np.ndarray | None = None) -> np.ndarray:
+def label_quality(labels: np.ndarray, pred_probs: np.ndarray, noise: np.ndarray | None = None,
+                  power: float = EVIDENCE_POWER) -> np.ndarray:
     """The posterior probability that each given label is right (lower = more likely wrong)."""
-    post = posterior(labels, pred_probs, noise)
+    post = posterior(labels, pred_probs, noise, power)
     return post[np.arange(len(labels)), labels]
 
 
