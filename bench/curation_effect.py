@@ -11,7 +11,10 @@ wd 1e-4, one-cycle, label smoothing 0.1, horizontal flips, flip TTA, seed 0; ~10
 * ``raw``: every train image with its given label;
 * ``accept_all``: every proposal accepted (relabels applied, every drop dropped);
 * ``auto_<policy>``: what ``fercurate decide NAME accept --auto <policy>`` would accept;
-* ``custom:NAME=kind:max_score,...``: any other thresholds (to choose a policy).
+* ``custom:NAME=kind:max_score,...``: any other thresholds (to choose a policy);
+* ``soft:ARM``: ARM trained on soft targets, ``(1 - W) * onehot(label) + W * soft_label``
+  with the out-of-fold distribution a version carries (``training --soft-labels W``;
+  ``--soft-weight``, default 0.5).
 
 Each model is scored on the val images with crowd votes, against the crowd plurality and
 against FER2013's own labels, and on the test split against FER2013's labels. FER2013's
@@ -80,8 +83,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("dataset")
     ap.add_argument("votes", type=Path)
     ap.add_argument("--arm", action="append", default=None,
-                    help="raw, accept_all, auto:<policy> or custom:NAME=kind:max_score,... (repeatable; "
-                         "default raw, accept_all, auto:default)")
+                    help="raw, accept_all, auto:<policy> or custom:NAME=kind:max_score,..., any of them as "
+                         "soft:ARM (repeatable; default raw, accept_all, auto:default)")
+    ap.add_argument("--soft-weight", type=float, default=0.5, help="W of the soft: arms (default 0.5)")
     ap.add_argument("--epochs", type=int, default=8)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--work", type=Path, default=Path("/tmp/fercurate-curation-effect"))
@@ -119,16 +123,21 @@ def main(argv: list[str] | None = None) -> int:
 
     arms = []
     for spec in args.arm or ["raw", "accept_all", "auto:default"]:
+        soft = spec.startswith("soft:")
+        spec = spec[5:] if soft else spec
+        if soft and not ds.has_sample_field(schema.OOF_PROBS):
+            sys.exit(f"--arm soft:{spec}: dataset '{ds.name}' has no '{schema.OOF_PROBS}'; "
+                     "run `fercurate compute DATASET label_issues` first")
         if spec == "raw":
-            arms.append(("raw", None, None))
+            arms.append(("raw", None, None, soft))
         elif spec == "accept_all":
-            arms.append(("accept_all", None, accept_all))
+            arms.append(("accept_all", None, accept_all, soft))
         elif spec.startswith("auto:"):
             pol = policy.get(spec[5:])
-            arms.append((f"auto_{pol.name}", pol.max_score, pol.accepts))
+            arms.append((f"auto_{pol.name}", pol.max_score, pol.accepts, soft))
         elif spec.startswith("custom:"):
             name, limits, fn = parse_custom(spec[7:])
-            arms.append((name, limits, fn))
+            arms.append((name, limits, fn, soft))
         else:
             sys.exit(f"--arm {spec}: choose raw, accept_all, auto:<policy> or custom:NAME=kind:max_score,...")
 
@@ -138,7 +147,10 @@ def main(argv: list[str] | None = None) -> int:
     args.work.mkdir(parents=True, exist_ok=True)
     params = reference_params(args.epochs)
     results = {}
-    for name, limits, accepts in arms:
+    posterior = np.array(ds.values(schema.OOF_PROBS), dtype=object) \
+        if ds.has_sample_field(schema.OOF_PROBS) else None
+    for name, limits, accepts, soft in arms:
+        name = f"soft_{name}" if soft else name
         if accepts is None:
             rows, labels = train, [given[i] for i in train]
         else:
@@ -146,7 +158,13 @@ def main(argv: list[str] | None = None) -> int:
             rows = train[~dropped]
             labels = [lab for lab, d in zip(labels_all, dropped) if not d]
         y = np.array([label_idx[lab] for lab in labels])
-        digest = hashlib.sha1(np.asarray(rows).tobytes() + y.tobytes()).hexdigest()[:12]
+        targets = None
+        if soft:   # a sample the signal did not score keeps its hard label
+            hard = np.eye(len(classes))[y]
+            post = np.array([p if p is not None else hard[k] for k, p in enumerate(posterior[rows])], dtype=np.float64)
+            targets = (1 - args.soft_weight) * hard + args.soft_weight * post
+        digest = hashlib.sha1(np.asarray(rows).tobytes() + y.tobytes()
+                              + (b"" if targets is None else targets.round(4).tobytes())).hexdigest()[:12]
         # keyed on the training set, not the arm's name: arms with the same images and labels share a model
         cache = args.work / f"{ds.name}-{args.epochs}ep-{digest}.npz"
         t0 = time.perf_counter()
@@ -155,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
             pv, pt, seconds = z["val"], z["test"], float(z["seconds"])
         else:
             print(f"{name}: training the reference CNN on {len(rows)} train images ...", flush=True)
-            model = train_model(images[rows], y, len(classes), params, seed=params.seed, desc=name)
+            model = train_model(images[rows], y, len(classes), params, seed=params.seed, desc=name, targets=targets)
             pv, pt = predict(model, images[val], params)[0], predict(model, images[test], params)[0]
             seconds = time.perf_counter() - t0
             np.savez(cache, val=pv, test=pt, seconds=seconds)
@@ -163,7 +181,8 @@ def main(argv: list[str] | None = None) -> int:
         test_pred = np.array(classes)[pt.argmax(1)]
         changed = sum(1 for i, lab in zip(rows, labels) if lab != given[i])
         results[name] = {
-            "thresholds": limits, "train_images": int(len(rows)), "train_share": share(np.isin(train, rows)),
+            "thresholds": limits, "soft_weight": args.soft_weight if soft else None,
+            "train_images": int(len(rows)), "train_share": share(np.isin(train, rows)),
             "train_labels_changed": int(changed),
             "val_accuracy_vs_crowd": share((val_pred == crowd)[scored]),
             "val_accuracy_vs_fer2013": share(val_pred == np.array([given[i] for i in val])),

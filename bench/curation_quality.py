@@ -14,7 +14,12 @@ On the images with votes it reports:
   drop_ambiguous proposals whose given label the crowd disputes;
 * not-a-face flags against the crowd's unusable images (dropped, or >= 5 of 10 NF votes);
 * the labels after accepting every proposal, and after each auto-accept policy:
-  accuracy against the crowd on the images kept, and the share kept.
+  accuracy against the crowd on the images kept, and the share kept;
+* soft labels against the crowd's vote distribution: the one-hot given label, the
+  out-of-fold probabilities (the manifest's ``soft_label``) and the noise posterior at two
+  evidence powers, each alone and mixed half-half with the given label as
+  ``training --soft-labels`` does: cross-entropy of the votes, agreement of the argmax with
+  the crowd plurality.
 
 Decisions are simulated in memory with the same rules the product applies
 (``fixes.curated``, ``policy.AutoPolicy.accepts``); the dataset is not changed.
@@ -76,6 +81,21 @@ def curated_accuracy(cols, rows, crowd, has_crowd, accepts) -> dict:
             "accuracy_vs_crowd_kept": share(right[ok]),
             "accuracy_vs_crowd_kept_incl_dropped_as_wrong": None if not has_crowd.sum() else
             round(float((right & ok).sum() / has_crowd.sum()), 4)}
+
+
+def soft_label_quality(candidates: dict[str, np.ndarray], hard: np.ndarray, crowd_dist: np.ndarray,
+                       crowd_idx: np.ndarray, mix: float = 0.5) -> dict:
+    """How close each candidate soft label is to the crowd's votes, alone and mixed with the
+    hard label: mean cross-entropy of the vote shares (lower is better) and argmax agreement."""
+    out = {}
+    for name, soft in candidates.items():
+        for tag, target in ((name, soft), (f"{name}_mixed_{mix:g}", (1 - mix) * hard + mix * soft)):
+            if tag.startswith("given_label_mixed"):
+                continue
+            ce = -(crowd_dist * np.log(np.clip(target, 1e-4, None))).sum(1)
+            out[tag] = {"crowd_cross_entropy": round(float(ce.mean()), 4),
+                        "argmax_is_crowd": share(target.argmax(1) == crowd_idx)}
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -157,6 +177,16 @@ def main(argv: list[str] | None = None) -> int:
         not_a_face = {"unusable": int(unusable.sum()), "flagged": int(flag.sum()),
                       "precision": share(unusable[flag]), "recall": share(flag[unusable])}
 
+    dist = votes.crowd_distribution(classes)[v]
+    sm = m & (dist.sum(1) > 0)
+    hard = np.eye(len(classes))[lab]
+    all_probs = np.array(probs, dtype=float)
+    candidates = {"given_label": hard, "oof_probs": pr}
+    for power in (0.5, 1.0):
+        candidates[f"posterior_power_{power:g}"] = noise_model.posterior(all_labels, all_probs, power=power)[rows]
+    soft_labels = soft_label_quality({k: c[sm] for k, c in candidates.items()}, hard[sm], dist[sm],
+                                     np.array([classes.index(c) if c in classes else -1 for c in crowd])[sm])
+
     raw_right = np.array([given[i] == c for i, c in zip(rows, crowd)])
     result = {
         "benchmark": "curation_quality", "dataset": ds.name, "votes": str(args.votes),
@@ -167,7 +197,7 @@ def main(argv: list[str] | None = None) -> int:
         "label_issues_seconds": (ds.info.get(schema.INFO_SIGNALS, {}).get("label_issues") or {}).get("seconds"),
         "precision_at_k_scaled_from_2000_on_train": max(1, round(2000 * scale)),
         "out_of_fold_model": oof, "disputed_share_per_given_label": disputed_per_class, "ranking": ranking, "relabel": relabels, "drop_ambiguous": ambiguous,
-        "not_a_face": not_a_face,
+        "not_a_face": not_a_face, "soft_labels": soft_labels,
         "labels": {"raw": {"kept": int(len(rows)), "kept_share": 1.0, "accuracy_vs_crowd_kept": share(raw_right[m])},
                    "accept_every_proposal": curated_accuracy(cols, rows, crowd, has_crowd, accept_all),
                    **{f"auto_{pol.name}": curated_accuracy(cols, rows, crowd, has_crowd, pol.accepts)
@@ -176,7 +206,8 @@ def main(argv: list[str] | None = None) -> int:
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
-    print(json.dumps({k: result[k] for k in ("ranking", "relabel", "drop_ambiguous", "not_a_face", "labels")},
+    print(json.dumps({k: result[k] for k in ("ranking", "relabel", "drop_ambiguous", "not_a_face", "labels",
+                                             "soft_labels")},
                      indent=1))
     print(f"wrote {args.out}")
     return 0

@@ -33,7 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fercurate import export, fixes, schema, versions  # first: sets FiftyOne's environment
+from fercurate import export, fixes, queues, schema, versions  # first: sets FiftyOne's environment
 
 import fiftyone as fo  # noqa: E402
 import fiftyone.operators as foo  # noqa: E402
@@ -98,7 +98,7 @@ def run_operator(name: str, ds: fo.Dataset, selected: list[str], params: dict) -
 
 
 def pending_of(ds: fo.Dataset, kind: str) -> list[str]:
-    return fixes.queue_view(ds, kind).match(
+    return queues.queue_view(ds, kind).match(
         fo.ViewField(f"{schema.fix_field(kind)}.{schema.FIX_STATUS}") == schema.PENDING).values("id")
 
 

@@ -39,9 +39,9 @@ def start(dataset: fo.Dataset, port: int = config.DEFAULT_APP_PORT, address: str
     """Start the App server on ``address:port`` showing ``dataset``; returns the session."""
     if not port_is_free(port, address):
         raise FercurateError(f"port {port} on {address} is in use (another App?); pass --port N with a free port")
-    plugins = config.plugins_dir()
-    if plugins is not None:  # the server process inherits the environment
-        os.environ.setdefault("FIFTYONE_PLUGINS_DIR", str(plugins))
+    # the server process inherits the environment; a user's own plugins folder wins, and
+    # then holds fercurate's plugin only if they put it there (`fercurate plugin-path`)
+    os.environ.setdefault("FIFTYONE_PLUGINS_DIR", str(config.plugins_dir()))
     return fo.launch_app(dataset, remote=True, address=address, port=port, auto=False)
 
 

@@ -7,14 +7,13 @@ what to do, and exits with status 2; set FERCURATE_DEBUG=1 to see tracebacks.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import textwrap
 from importlib import resources
 from pathlib import Path
 
-from fercurate import __version__, cli_review, config
+from fercurate import __version__, cli_inspect, cli_review, config
 from fercurate.errors import FercurateError
 
 KAGGLE_HINT = ("download FER2013 (Kaggle 'msambare/fer2013' image folders, or the original fer2013.csv) "
@@ -35,6 +34,7 @@ EPILOG = textwrap.dedent("""\
       FERCURATE_HOME   data folder: database, caches, crops, reports (default ~/.local/share/fercurate)
       FERCURATE_DATA   where 'launch NAME' looks for NAME/ (default $FERCURATE_HOME/data)
       FIFTYONE_DATABASE_URI   an external MongoDB (e.g. mongodb://host:27017) instead of the bundled one
+      FIFTYONE_PLUGINS_DIR=$(fercurate plugin-path)   the review panel in your own FiftyOne session
     """)
 
 
@@ -85,24 +85,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--recompute", action="store_true", help="recompute even when up to date")
     s.set_defaults(func=cmd_compute)
 
-    s = sub.add_parser("signals", help="list the available curation signals")
-    s.set_defaults(func=cmd_signals)
-
-    s = sub.add_parser("report", help="per signal: how many images are flagged, and the top examples",
-                       description="Print, for each computed signal, the number of flagged images and the most "
-                                   "suspect examples (id, label, score, file).")
-    s.add_argument("name", help="dataset name")
-    s.add_argument("--top", type=int, default=5, help="examples per signal (default %(default)s)")
-    s.add_argument("--json", action="store_true", help="print JSON")
-    s.set_defaults(func=cmd_report)
-
-    s = sub.add_parser("status", help="counts per split and class, and which signals are computed",
-                       description="Without NAME, list fercurate's datasets.")
-    s.add_argument("name", nargs="?", help="dataset name")
-    s.add_argument("--json", action="store_true", help="print JSON instead of tables")
-    s.set_defaults(func=cmd_status)
-
+    cli_inspect.add_inspect_commands(sub)
     cli_review.add_review_commands(sub)
+
+    s = sub.add_parser("plugin-path", help="print the folder of fercurate's FiftyOne plugin (for your own App)",
+                       description="fercurate's review plugin ships inside the package. 'fercurate launch' loads "
+                                   "it; to use it from your own FiftyOne session: "
+                                   "export FIFTYONE_PLUGINS_DIR=$(fercurate plugin-path)")
+    s.set_defaults(func=cmd_plugin_path)
 
     s = sub.add_parser("delete", help="delete a dataset with its decisions and versions (not its image files)")
     s.add_argument("name", help="dataset name")
@@ -167,14 +157,20 @@ def _ingest(path: Path, name: str, layout: str | None, update: bool):
 
 def cmd_launch(args: argparse.Namespace) -> int:
     from fercurate import app
-    from fercurate.signals import run_signals
+    from fercurate.signals import FAILED, run_signals
 
     path, name = find_source(args.name, args.source)
     if not args.no_app and not app.port_is_free(args.port):
         raise FercurateError(f"port {args.port} is in use (another App?); pass --port N with a free port")
     ds = _ingest(path, name, args.layout, args.update)
-    run_signals(ds, keep_going=True)
+    outcome: dict[str, str] = {}
+    run_signals(ds, keep_going=True, outcome=outcome)
     _propose(ds)
+    print("signals: " + "; ".join(f"{n} {o}" for n, o in outcome.items()))
+    broken = [n for n, o in outcome.items() if o.startswith(FAILED)]
+    if broken:
+        raise SignalsFailed(f"signal(s) {', '.join(broken)} failed (above); the others are kept: fix the cause and "
+                            f"run 'fercurate compute {name}' (FERCURATE_DEBUG=1 shows the traceback)")
     if args.no_app:
         print(f"open it later with: fercurate launch {args.name}" + (f" --source {args.source}" if args.source else ""))
         return 0
@@ -183,6 +179,10 @@ def cmd_launch(args: argparse.Namespace) -> int:
     app.serve_until_stopped(session)
     print("App stopped.")
     return 0
+
+
+class SignalsFailed(FercurateError):
+    """A signal broke during launch; the run goes on, then exits non-zero."""
 
 
 def cmd_compute(args: argparse.Namespace) -> int:
@@ -201,60 +201,6 @@ def _propose(ds) -> None:
     print("proposed fixes pending review: " + ", ".join(f"{k} {n}" for k, n in pending.items()))
 
 
-def cmd_signals(args: argparse.Namespace) -> int:
-    from fercurate.signals import SIGNALS, resolve
-    resolve(None)
-    for name, cls in SIGNALS.items():
-        doc = (cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else ""
-        notes = [f"needs {', '.join(cls.requires)}"] if cls.requires else []
-        print(f"{name:<14} {doc}" + (f" ({'; '.join(notes)})" if notes else ""))
-    return 0
-
-
-def cmd_report(args: argparse.Namespace) -> int:
-    from fercurate import dataset
-    from fercurate.signals import computed
-    ds = dataset.load(args.name)
-    sig = computed(ds)
-    if args.json:
-        print(json.dumps({"dataset": ds.name, "samples": len(ds),
-                          "signals": {n: s.get("summary", {}) for n, s in sig.items()}}, indent=2, default=str))
-        return 0
-    if not sig:
-        print(f"no signals computed for '{ds.name}' yet; run 'fercurate compute {ds.name}'")
-        return 0
-    for name, rec in sig.items():
-        summary = rec.get("summary", {})
-        print(f"{name}: {summary_line(summary)}  (computed {rec.get('computed_at')}, {rec.get('seconds')} s)")
-        if summary.get("warning"):
-            print(f"    warning: {summary['warning']}")
-        if summary.get("estimated_label_noise"):
-            print(f"    labels estimated right: {noise_line(summary['estimated_label_noise'])}")
-        for ex in summary.get("top", [])[: args.top]:
-            score = ex.get("score")
-            score = f"{score:.3f}" if isinstance(score, (int, float)) else score
-            print(f"    {score}  {ex.get('label', ''):<9} {ex.get('filepath', '')}")
-    return 0
-
-
-def summary_line(summary: dict) -> str:
-    """'flagged F of N' plus the signal's own counts, on one line."""
-    head = f"flagged {summary.get('flagged', '?')} of {summary.get('total', '?')}"
-    extras = [f"{k}={v}" for k, v in summary.items()
-              if k not in {"flagged", "total", "top", "warning"} and isinstance(v, (int, float, str)) and len(str(v)) < 40]
-    return head + (f"; {', '.join(extras)}" if extras else "")
-
-
-def noise_line(noise: dict) -> str:
-    """'fear 46 % (else sad 27 %), ...': per class, the share of its labels estimated right
-    and what the wrong ones mostly are, noisiest class first."""
-    parts = []
-    for name, est in sorted(noise.items(), key=lambda kv: kv[1]["right"]):
-        other = next(iter(est["else"].items()), None)
-        parts.append(f"{name} {est['right']:.0%}" + (f" (else {other[0]} {other[1]:.0%})" if other else ""))
-    return ", ".join(parts)
-
-
 def cmd_ingest(args: argparse.Namespace) -> int:
     name = args.name or _default_name(args.source)
     _ingest(args.source, name, args.layout, args.update)
@@ -271,55 +217,9 @@ def _default_name(source: Path) -> str:
     return source.resolve().stem.lower()
 
 
-def cmd_status(args: argparse.Namespace) -> int:
-    from fercurate import dataset, schema
-    from fercurate.signals import computed
-
-    if not args.name:
-        names = dataset.list_datasets()
-        if args.json:
-            print(json.dumps(names))
-        else:
-            print("\n".join(names) if names else "no fercurate datasets yet; run 'fercurate launch fer2013'")
-        return 0
-    ds = dataset.load(args.name)
-    counts = dataset.counts(ds)
-    from fercurate import fixes, versions
-    info = {
-        "dataset": ds.name, "samples": len(ds), "classes": ds.info.get(schema.INFO_CLASSES, []),
-        "source": ds.info.get(schema.INFO_SOURCE, {}), "counts": counts,
-        "signals": computed(ds), "last_ingest": ds.info.get(schema.INFO_INGEST_REPORT, {}),
-        "fixes": fixes.counts(ds), "versions": [v["name"] for v in versions.list_versions(ds)],
-    }
-    if args.json:
-        print(json.dumps(info, indent=2, default=str))
-        return 0
-    print(f"dataset {ds.name}: {len(ds)} samples, source {info['source'].get('path', '?')} "
-          f"({info['source'].get('layout', '?')}), ingested {info['source'].get('ingested_at', '?')}")
-    print(format_counts(counts, info["classes"]))
-    sig = info["signals"]
-    if sig:
-        for sname, s in sig.items():
-            print(f"signal {sname:<13} computed {s.get('computed_at', '?')}: {summary_line(s.get('summary', {}))}")
-    else:
-        print(f"signals: none computed yet (run 'fercurate compute {ds.name}')")
-    for kind, by_status in info["fixes"].items():
-        if any(by_status.values()):
-            print(f"fixes  {kind:<15} " + ", ".join(f"{n} {s}" for s, n in by_status.items()))
-    print(f"versions: {', '.join(info['versions'])}")
+def cmd_plugin_path(args: argparse.Namespace) -> int:
+    print(config.plugins_dir())
     return 0
-
-
-def format_counts(counts: dict[str, dict[str, int]], classes: list[str]) -> str:
-    from fercurate import schema
-    splits = [s for s in schema.SPLITS if s in counts] + sorted(set(counts) - set(schema.SPLITS))
-    classes = list(classes) or sorted({c for d in counts.values() for c in d})
-    width = max([len(c) for c in classes] + [5])
-    lines = [f"{'class':<{width}} " + " ".join(f"{s:>7}" for s in splits) + f" {'total':>7}"]
-    for c in classes + ["all"]:
-        row = [sum(counts[s].values()) if c == "all" else counts[s].get(c, 0) for s in splits]
-        lines.append(f"{c:<{width}} " + " ".join(f"{n:>7}" for n in row) + f" {sum(row):>7}")
-    return "\n".join(lines)
 
 
 def cmd_delete(args: argparse.Namespace) -> int:
@@ -340,6 +240,9 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
+    except SignalsFailed as e:
+        print(f"fercurate: error: {e}", file=sys.stderr)
+        return 1
     except FercurateError as e:
         print(f"fercurate: error: {e}", file=sys.stderr)
         return 2

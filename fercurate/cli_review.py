@@ -19,8 +19,10 @@ def add_review_commands(sub) -> None:
                        description="Decide fixes in bulk without the App (the App's review panel does the same "
                                    "one by one). Samples come from --ids or a saved view such as a review queue "
                                    "(review-label-issues, review-ambiguous, review-duplicates, review-nonface, "
-                                   "review-quality, review-crops). Without --kind, accept/reject touch only PENDING "
-                                   "fixes; with --kind they change those fixes whatever their status. "
+                                   "review-quality, review-crops): a queue decides only its own fix kind, as the "
+                                   "review panel does, unless --kind says otherwise. Without --kind, accept/reject "
+                                   "touch only PENDING fixes; with --kind they change those fixes whatever their "
+                                   "status. "
                                    "'accept --auto' accepts only the pending fixes an auto-accept policy passes "
                                    "(each kind's score threshold), as curator auto:<policy>, over the whole dataset "
                                    "unless --ids/--view narrow it. Every decision is logged with the curator and "
@@ -33,7 +35,8 @@ def add_review_commands(sub) -> None:
     s.add_argument("name", help="dataset name")
     s.add_argument("action", choices=["accept", "reject", "undo"], help="what to do")
     s.add_argument("--kind", action="append", metavar="KIND",
-                   help=f"fix kind (repeatable): {', '.join(schema.FIX_KINDS)}")
+                   help=f"fix kind (repeatable): {', '.join(schema.FIX_KINDS)} (default: every kind, or the "
+                        "queue's own kind with --view review-...)")
     s.add_argument("--auto", nargs="?", const="default", metavar="POLICY",
                    help="with accept: only the fixes the auto-accept policy passes (default policy: default)")
     pick = s.add_mutually_exclusive_group()
@@ -117,6 +120,15 @@ def _sample_ids(ds, args: argparse.Namespace) -> list[str]:
     return ds.load_saved_view(args.view).values("id")
 
 
+def queue_kinds(args: argparse.Namespace) -> list[str] | None:
+    """The fix kinds to decide: --kind, else a review queue's own kind, else every kind (None)."""
+    if args.kind:
+        return args.kind
+    if args.view in schema.QUEUE_KINDS:
+        return None if args.action == "undo" else [schema.QUEUE_KINDS[args.view]]
+    return None
+
+
 def cmd_decide(args: argparse.Namespace) -> int:
     from fercurate import dataset, fixes
     ds = dataset.load(args.name)
@@ -124,7 +136,7 @@ def cmd_decide(args: argparse.Namespace) -> int:
         if args.action != "accept":
             raise FercurateError(f"--auto goes with accept, not {args.action}")
         ids = _sample_ids(ds, args) if (args.ids or args.view) else None
-        done = fixes.decide_auto(ds, args.auto, ids, args.kind)
+        done = fixes.decide_auto(ds, args.auto, ids, queue_kinds(args))
         pol = policy.get(args.auto)
         print(f"accept --auto ({pol.curator}): {sum(done.values())} fix(es) accepted: "
               + ", ".join(f"{k} {n}" for k, n in done.items()))
@@ -133,11 +145,13 @@ def cmd_decide(args: argparse.Namespace) -> int:
     if not (args.ids or args.view):
         raise FercurateError("say which samples: --ids ID... or --view SAVED_VIEW (or accept --auto)")
     ids = _sample_ids(ds, args)
+    kinds = queue_kinds(args)
     if args.action == "undo":
-        n = fixes.undo(ds, ids, args.kind, args.curator)
+        n = fixes.undo(ds, ids, kinds, args.curator)
     else:
-        n = fixes.decide(ds, ids, args.action, args.kind, args.curator)
-    print(f"{args.action}: {n} fix(es) changed on {len(ids)} sample(s)")
+        n = fixes.decide(ds, ids, args.action, kinds, args.curator, only_pending=not args.kind)
+    print(f"{args.action}: {n} fix(es) changed on {len(ids)} sample(s)"
+          + (f" ({', '.join(kinds)})" if kinds else ""))
     return 0
 
 

@@ -85,7 +85,7 @@ def apply_fiftyone_env() -> None:
         os.environ.setdefault(key, value)
 
 
-def plugins_dir() -> Path | None:
-    """The folder holding fercurate's FiftyOne plugin (``plugins/`` of this checkout)."""
-    candidate = Path(__file__).resolve().parent.parent / "plugins"
-    return candidate if candidate.is_dir() else None
+def plugins_dir() -> Path:
+    """The folder to point ``FIFTYONE_PLUGINS_DIR`` at: fercurate's FiftyOne plugin ships
+    inside the package (``fercurate/plugins/fercurate``), so every install has it."""
+    return Path(__file__).resolve().parent / "plugins"

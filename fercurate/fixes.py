@@ -83,6 +83,7 @@ def propose(ds: fo.Dataset) -> dict[str, int]:
             ds.set_values(field, changed, key_field="id")
         pending[kind] = sum(1 for n in new if n is not None and n[schema.FIX_STATUS] == schema.PENDING)
     _write_curated(ds, ds)
+    from fercurate.queues import save_queue_views   # queues reads what this module writes
     save_queue_views(ds)
     return pending
 
@@ -130,7 +131,7 @@ def _write_curated(ds: fo.Dataset, view) -> None:
 
 # --- deciding -------------------------------------------------------------------------
 
-def _check_kinds(kinds: Iterable[str] | None) -> list[str] | None:
+def check_kinds(kinds: Iterable[str] | None) -> list[str] | None:
     if kinds is None:
         return None
     kinds = list(kinds)
@@ -164,16 +165,18 @@ def _existing_ids(ds: fo.Dataset, ids: Iterable[str]) -> list[str]:
 
 
 def decide(ds: fo.Dataset, ids: Iterable[str], action: str, kinds: Iterable[str] | None = None,
-           curator: str | None = None) -> int:
+           curator: str | None = None, only_pending: bool | None = None) -> int:
     """Accept or reject fixes of the given samples; returns how many fixes changed.
 
     ``kinds=None`` decides every *pending* fix of those samples (a bulk pass over a
-    queue); naming kinds decides those fixes whatever their status (a change of mind).
-    A fix already in the requested status is left alone (nothing to record).
+    queue); naming kinds decides those fixes whatever their status (a change of mind),
+    unless ``only_pending`` (a bulk pass over one queue's kind). A fix already in the
+    requested status is left alone (nothing to record).
     """
     if action not in (schema.ACCEPT, schema.REJECT):
         raise FercurateError(f"unknown action '{action}'; choose {schema.ACCEPT} or {schema.REJECT}")
-    kinds = _check_kinds(kinds)
+    kinds = check_kinds(kinds)
+    only_pending = kinds is None if only_pending is None else only_pending
     ids = _existing_ids(ds, ids)
     curator = curator or config.curator()
     status = schema.ACCEPTED if action == schema.ACCEPT else schema.REJECTED
@@ -184,7 +187,7 @@ def decide(ds: fo.Dataset, ids: Iterable[str], action: str, kinds: Iterable[str]
     for kind in kinds or schema.FIX_KINDS:
         for sid, before in zip(sample_ids, cols[kind]):
             if before is None or before[schema.FIX_STATUS] == status \
-                    or (kinds is None and before[schema.FIX_STATUS] != schema.PENDING):
+                    or (only_pending and before[schema.FIX_STATUS] != schema.PENDING):
                 continue
             after = {**before, schema.FIX_STATUS: status, schema.FIX_CURATOR: curator, schema.FIX_DECIDED_AT: at}
             changes.append(decisions.Change(sid, kind, action, before, after, curator, at))
@@ -197,7 +200,7 @@ def auto_candidates(view, policy_name: str = "default", kinds: Iterable[str] | N
     change, so the App can show the count before it runs."""
     pol = policy.get(policy_name)
     out: dict[str, list[str]] = {}
-    for kind in _check_kinds(kinds) or list(schema.FIX_KINDS):
+    for kind in check_kinds(kinds) or list(schema.FIX_KINDS):
         field = FIX_FIELDS[kind]
         if kind not in pol.max_score or not view.has_sample_field(field):
             continue
@@ -242,7 +245,7 @@ def set_label(ds: fo.Dataset, ids: Iterable[str], label: str, curator: str | Non
 def undo(ds: fo.Dataset, ids: Iterable[str], kinds: Iterable[str] | None = None, curator: str | None = None) -> int:
     """Take back the latest (not yet undone) decision on each fix: the fix returns to what
     it was before it. Repeated undos walk further back. Returns how many fixes changed."""
-    kinds = _check_kinds(kinds)
+    kinds = check_kinds(kinds)
     ids = _existing_ids(ds, ids)
     curator = curator or config.curator()
     at = decisions.now()
@@ -251,75 +254,3 @@ def undo(ds: fo.Dataset, ids: Iterable[str], kinds: Iterable[str] | None = None,
         changes.append(decisions.Change(record["sample_id"], record["kind"], schema.UNDO, record["after"],
                                         record["before"], curator, at, undoes=record["_id"]))
     return _apply(ds, changes)
-
-
-# --- queues ---------------------------------------------------------------------------
-
-def counts(ds: fo.Dataset) -> dict[str, dict[str, int]]:
-    """{kind: {status: n}} with every status listed (one aggregation pass)."""
-    present = {k: f for k, f in FIX_FIELDS.items() if ds.has_sample_field(f)}
-    results = ds.aggregate([fo.CountValues(f"{f}.{schema.FIX_STATUS}") for f in present.values()])
-    have = dict(zip(present, results))
-    return {kind: {s: int(have.get(kind, {}).get(s, 0)) for s in schema.FIX_STATUSES} for kind in FIX_FIELDS}
-
-
-def queue_view(ds: fo.Dataset, kind: str) -> fo.DatasetView:
-    """Samples with a ``kind`` fix: pending first, then by evidence (strongest first);
-    duplicates stay next to their group."""
-    _check_kinds([kind])
-    field = FIX_FIELDS[kind]
-    view = ds.exists(field)
-    pending_last = (F(f"{field}.{schema.FIX_STATUS}") != schema.PENDING)
-    if kind == schema.DROP_DUPLICATE:
-        return view.sort_by([(pending_last, 1), (F(schema.DUP_GROUP), 1), (F(schema.DUP_KEEPER), -1)])
-    return view.sort_by([(pending_last, 1), (F(f"{field}.{schema.FIX_SCORE}"), 1)])
-
-
-def save_queue_views(ds: fo.Dataset) -> None:
-    """Save one view per queue (``review-label-issues`` ...) for the App's view menu."""
-    for kind, name in schema.QUEUE_VIEWS.items():
-        ds.save_view(name, queue_view(ds, kind), description=f"fercurate review queue: {kind} fixes",
-                     overwrite=True)
-
-
-def pending_ids(ds: fo.Dataset, kind: str, limit: int) -> list[str]:
-    """The queue's first ``limit`` pending samples in review order (strongest evidence first)."""
-    queue = queue_view(ds, kind)
-    return queue.match(F(f"{FIX_FIELDS[kind]}.{schema.FIX_STATUS}") == schema.PENDING).limit(limit).values("id")
-
-
-def next_pending(ds: fo.Dataset, kind: str, current: str | None = None, skipped: Iterable[str] = ()) -> str | None:
-    """The first pending sample of a queue that is neither ``current`` nor skipped (wraps
-    to the skipped ones when nothing else is left), or None."""
-    skipped = list(skipped)
-    pending = [i for i in pending_ids(ds, kind, len(skipped) + 2) if i != current]
-    fresh = [i for i in pending if i not in skipped]
-    return (fresh or pending or [None])[0]
-
-
-# --- evidence for the review panel ----------------------------------------------------
-
-def evidence(ds: fo.Dataset, sample_id: str) -> dict:
-    """Everything the review panel shows for one sample, JSON-able."""
-    s = ds[sample_id]
-    classes = list(ds.info.get(schema.INFO_CLASSES) or [])
-    probs = s[schema.OOF_PROBS] if ds.has_sample_field(schema.OOF_PROBS) else None
-    fixes = {k: s[f].to_dict() for k, f in FIX_FIELDS.items() if ds.has_sample_field(f) and s[f] is not None}
-    for fix in fixes.values():
-        fix.pop("_cls", None)
-    group = []
-    if ds.has_sample_field(schema.DUP_GROUP) and s[schema.DUP_GROUP] is not None:
-        members = ds.match(F(schema.DUP_GROUP) == s[schema.DUP_GROUP])
-        for mid, path, label, split, keeper in zip(*members.values(
-                ["id", "filepath", f"{schema.GROUND_TRUTH}.label", schema.SPLIT, schema.DUP_KEEPER])):
-            group.append({"id": mid, "filepath": path, "label": label, "split": split, "keeper": bool(keeper)})
-    curated_label = s[schema.CURATED_LABEL] if ds.has_sample_field(schema.CURATED_LABEL) else None
-    return {
-        "id": s.id, "filepath": s.filepath, "split": s[schema.SPLIT],
-        "label": s[schema.GROUND_TRUTH].label if s[schema.GROUND_TRUTH] else None,
-        "curated_label": curated_label.label if curated_label else None,
-        "curated_drop": bool(s[schema.CURATED_DROP]) if ds.has_sample_field(schema.CURATED_DROP) else False,
-        "aligned_filepath": s[schema.ALIGNED_FILEPATH] if ds.has_sample_field(schema.ALIGNED_FILEPATH) else None,
-        "probs": dict(zip(classes, probs)) if probs and len(probs) == len(classes) else None,
-        "fixes": fixes, "group": group, "history": decisions.history(ds, sample_id),
-    }

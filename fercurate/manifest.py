@@ -21,6 +21,10 @@ A manifest is UTF-8 JSON lines. Line 1 is the header, every other line one sampl
 * ``weight`` is the sample's loss weight under the policy (1.0 unless the policy is
   ``class_weights``). ``oversample_repeat`` maps a class to how many times a sampler
   should draw its images per epoch (policy ``oversample``; 1.0 otherwise).
+* ``soft_label`` (optional; present when the dataset has the ``label_issues`` signal) is
+  the sample's out-of-fold class distribution (from models that never saw its label) in
+  the header's class order: what ``training --soft-labels`` mixes into the hard label's
+  target. Where a curator relabelled, ``label`` keeps its say through the mix.
 * ``content_hash`` is the sha256 of the sample lines exactly as written (each with its
   trailing newline), in file order, so a reader can prove a stream is complete and
   unaltered, and two exports of one version are byte-identical.
@@ -43,6 +47,11 @@ HEADER_KEYS: tuple[str, ...] = (
 SAMPLE_KEYS: tuple[str, ...] = (
     "id", "filepath", "label", "split", "weight", "original_label", "original_filepath", "source",
 )
+
+#: Keys a sample line may carry.
+OPTIONAL_SAMPLE_KEYS: tuple[str, ...] = ("soft_label",)
+#: decimals a soft label is written with (short lines, canonical bytes)
+SOFT_LABEL_DECIMALS = 4
 
 #: Rebalancing policies a version can be frozen with.
 POLICIES: tuple[str, ...] = ("none", "class_weights", "oversample")

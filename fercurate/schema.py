@@ -92,7 +92,7 @@ DUP_CROSS_SPLIT = "dup_cross_split"        # the group spans splits (train/test 
 LABEL_QUALITY = "label_quality"
 IS_LABEL_ISSUE = "is_label_issue"
 SUGGESTED_LABEL = "suggested_label"        # fo.Classification(label, confidence)
-OOF_PROBS = "oof_probs"                    # list[float] in dataset.info[INFO_CLASSES] order
+OOF_PROBS = "oof_probs"                    # list[float] in dataset.info[INFO_CLASSES] order; a version's soft_label
 
 # embeddings + map
 EMBEDDING = "embedding"                    # list[float] / vector
@@ -148,6 +148,9 @@ QUEUE_VIEWS: dict[str, str] = {
     DROP_QUALITY: "review-quality",
     USE_CROP: "review-crops",
 }
+
+#: The fix kind each review queue holds (the panel decides only that kind of a queue's samples).
+QUEUE_KINDS: dict[str, str] = {view: kind for kind, view in QUEUE_VIEWS.items()}
 
 #: How the review panel and the operators name each queue.
 QUEUE_LABELS: dict[str, str] = {

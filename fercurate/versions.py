@@ -91,6 +91,7 @@ def _rows(ds: fo.Dataset, curated_labels: bool) -> tuple[list[dict], int]:
     fix_cols = {k: ([d.to_dict() if d is not None else None for d in ds.values(f)]
                     if ds.has_sample_field(f) else [None] * n) for k, f in fixes.FIX_FIELDS.items()}
     aligned = ds.values(schema.ALIGNED_FILEPATH) if ds.has_sample_field(schema.ALIGNED_FILEPATH) else [None] * n
+    soft = ds.values(schema.OOF_PROBS) if ds.has_sample_field(schema.OOF_PROBS) else [None] * n
     pending = sum(1 for col in fix_cols.values() for d in col if d and d[schema.FIX_STATUS] == schema.PENDING)
     rows = []
     for i in range(n):
@@ -105,9 +106,12 @@ def _rows(ds: fo.Dataset, curated_labels: bool) -> tuple[list[dict], int]:
                 path = aligned[i]
         if dropped or label is None:
             continue
-        rows.append({"id": columns["id"][i], "filepath": path, "label": label, "split": columns[schema.SPLIT][i],
-                     "original_label": given, "original_filepath": original,
-                     "source": {f: columns[f][i] for f in source_fields if columns[f][i] is not None}})
+        row = {"id": columns["id"][i], "filepath": path, "label": label, "split": columns[schema.SPLIT][i],
+               "original_label": given, "original_filepath": original,
+               "source": {f: columns[f][i] for f in source_fields if columns[f][i] is not None}}
+        if soft[i] is not None:
+            row["soft_label"] = [round(float(v), manifest.SOFT_LABEL_DECIMALS) for v in soft[i]]
+        rows.append(row)
     order = {s: k for k, s in enumerate(schema.SPLITS)}
     rows.sort(key=lambda r: (order.get(r["split"], len(order)), r["split"], r["id"]))
     return rows, (pending if curated_labels else 0)

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from fercurate import app, fixes, schema, versions
+from fercurate import app, queues, schema, versions
 from tests.factories import findings_dataset
 
 pytestmark = pytest.mark.app
@@ -152,7 +152,7 @@ def test_review_in_the_app_then_freeze_from_the_palette_and_export(served, artif
     assert relabel_status(ds, roles["issue2"]) == schema.PENDING
     accepted = ds[roles["issue0"]]
     assert accepted[schema.CURATED_LABEL].label == accepted[schema.SUGGESTED_LABEL].label
-    assert fixes.counts(ds)[schema.RELABEL] == {schema.PENDING: 1, schema.ACCEPTED: 1, schema.REJECTED: 1}
+    assert queues.counts(ds)[schema.RELABEL] == {schema.PENDING: 1, schema.ACCEPTED: 1, schema.REJECTED: 1}
 
     out = subprocess.run([sys.executable, "-m", "fercurate.cli", "export", "--view", VERSION,
                           "--dataset", ds.name], capture_output=True, text=True, timeout=120)

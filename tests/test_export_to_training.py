@@ -23,12 +23,13 @@ def test_a_frozen_version_streams_into_a_smoke_training_run(tmp_path, unique_nam
     name, out = shlex.quote(ds.name), tmp_path / "run"
 
     done = pipe(f"fercurate export --view clean_v1 --dataset {name} | "
-                f"training --profile smoke --out {shlex.quote(str(out))} --threads 1", tmp_path)
+                f"training --profile smoke --out {shlex.quote(str(out))} --threads 1 --soft-labels", tmp_path)
     assert done.returncode == 0, done.stderr[-2000:]
 
     header = json.loads((out / "manifest_header.json").read_text())
     assert header["version"] == "clean_v1" and header["num_samples"] == len(ds) - 1
     metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["soft_label_weight"] == 0.5      # the version carries the label_issues posterior
     test = metrics["students"]["eadd"]["adversarial"]["test"]
     assert {"curated", "raw"} <= set(test) and test["n_images"] == 14
     assert (out / "report.md").is_file() and list(out.glob("*.onnx"))

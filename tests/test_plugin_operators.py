@@ -14,7 +14,7 @@ import fiftyone as fo
 import fiftyone.operators as foo
 import pytest
 
-from fercurate import decisions, fixes, schema, versions
+from fercurate import decisions, queues, schema, versions
 from tests import factories
 
 PLUGIN = "@fercurate/review"
@@ -88,7 +88,7 @@ def test_accept_and_reject_selected_samples_write_status_curator_and_curated_lab
 def test_bulk_accept_on_the_view_counts_in_the_form_and_changes_every_pending_fix(planted):
     ds, roles = planted
     run("reject_fixes", ds, {"kind": schema.RELABEL, "target": "selected samples"}, [roles["issue2"]])
-    queue = fixes.queue_view(ds, schema.RELABEL)
+    queue = queues.queue_view(ds, schema.RELABEL)
     # the form the App shows before the bulk action says how many fixes will change
     inputs = resolve_input("accept_fixes", ds, {"kind": "all pending", "target": "current view"}, view=queue)
     assert "accept 2 fix(es)" in inputs["properties"]["summary"]["view"]["label"]
@@ -180,10 +180,10 @@ def test_open_queue_sets_the_apps_view_to_the_saved_queue(planted):
 def test_bad_parameters_give_a_clear_error_and_change_nothing(planted, uri, params, selected, message):
     ds, roles = planted
     selected = [roles["issue0"]] if selected == "ROLE" else selected
-    before = fixes.counts(ds)
+    before = queues.counts(ds)
     with pytest.raises(foo.executor.ExecutionError, match=message):
         run(uri, ds, params, selected)
-    assert fixes.counts(ds) == before and versions.version_names(ds) == [schema.RAW_VERSION]
+    assert queues.counts(ds) == before and versions.version_names(ds) == [schema.RAW_VERSION]
 
 
 def resolve_input(uri: str, ds, params: dict, selected: list[str] | None = None, view=None) -> dict:

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from fercurate import cli, decisions, export, fixes, manifest, schema, versions
+from fercurate import cli, decisions, export, fixes, manifest, queues, schema, versions
 from fercurate.errors import FercurateError
 from tests.factories import planted_review_dataset
 
@@ -44,7 +44,7 @@ def test_each_signal_becomes_a_pending_fix_on_exactly_its_samples(planted):
         assert fix(ds, ids[role], kind)[schema.FIX_STATUS] == schema.PENDING
     assert fix(ds, ids["mislabeled"], schema.RELABEL)[schema.FIX_TARGET] == "happy"
     assert fix(ds, ids["duplicate"], schema.DROP_DUPLICATE)["group"] == "g1"
-    assert fixes.counts(ds)[schema.RELABEL] == {"pending": 1, "accepted": 0, "rejected": 0}
+    assert queues.counts(ds)[schema.RELABEL] == {"pending": 1, "accepted": 0, "rejected": 0}
     # nothing is decided yet: curated = given
     assert curated(ds, ids["mislabeled"]) == ("angry", False)
     assert set(ds.list_saved_views()) >= set(schema.QUEUE_VIEWS.values())
@@ -87,7 +87,7 @@ def test_bulk_without_kinds_decides_only_pending_fixes(planted):
     changed = fixes.decide(ds, ds.values("id"), schema.ACCEPT, curator="bo")
     assert changed == 5  # relabel, ambiguous, duplicate, blank, crop: the rejected non-face stays rejected
     assert fix(ds, ids["nonface"], schema.DROP_NONFACE)[schema.FIX_STATUS] == schema.REJECTED
-    assert fixes.counts(ds)[schema.USE_CROP]["accepted"] == 1
+    assert queues.counts(ds)[schema.USE_CROP]["accepted"] == 1
     assert fixes.decide(ds, ds.values("id"), schema.ACCEPT) == 0
 
 
@@ -148,6 +148,11 @@ def test_freeze_applies_decisions_and_later_decisions_do_not_change_it(planted):
     assert by_id[ids["tilted"]]["filepath"].endswith("aligned.png")
     assert by_id[ids["tilted"]]["original_filepath"] != by_id[ids["tilted"]]["filepath"]
     assert ids["nonface"] in by_id  # pending: kept, original label
+    # each line carries the out-of-fold distribution as its soft label, in the header's class order
+    happy = head["classes"].index("happy")
+    soft = by_id[ids["mislabeled"]]["soft_label"]
+    assert len(soft) == len(head["classes"]) and abs(sum(soft) - 1) < 1e-3 and soft[happy] == 0.8
+    assert all(len(s["soft_label"]) == len(head["classes"]) for s in samples)
     weights = head["policy"]["class_weights"]
     assert all(s["weight"] == weights[s["label"]] for s in samples)
     assert weights["happy"] < weights["angry"]  # happy gained a train sample, angry lost one
@@ -300,6 +305,33 @@ def test_cli_review_round_trip(planted, tmp_path, capsysbinary):
     assert cli.main(["status", ds.name]) == 0
     status = capsysbinary.readouterr().out.decode()
     assert "drop_duplicate  0 pending, 1 accepted, 0 rejected" in status and "versions: raw, clean_v1" in status
+
+
+def test_decide_on_a_review_queue_decides_only_that_queues_kind(planted, capsys):
+    """As the panel does: a sample in two queues is decided in the queue being reviewed only."""
+    ds, ids = planted
+    both = ids["mislabeled"]
+    ds.set_values(schema.IS_LOW_QUALITY, {both: True}, key_field="id")
+    ds.set_values(schema.QUALITY_SCORE, {both: 0.2}, key_field="id")
+    fixes.propose(ds)
+
+    def status(kind):
+        ds.reload()
+        return ds[both][fixes.FIX_FIELDS[kind]][schema.FIX_STATUS]
+
+    assert (status(schema.RELABEL), status(schema.DROP_QUALITY)) == (schema.PENDING, schema.PENDING)
+    assert cli.main(["decide", ds.name, "accept", "--view", schema.QUEUE_VIEWS[schema.RELABEL]]) == 0
+    assert "(relabel)" in capsys.readouterr().out
+    assert (status(schema.RELABEL), status(schema.DROP_QUALITY)) == (schema.ACCEPTED, schema.PENDING)
+    assert cli.main(["decide", ds.name, "reject", "--view", schema.QUEUE_VIEWS[schema.DROP_QUALITY]]) == 0
+    assert (status(schema.RELABEL), status(schema.DROP_QUALITY)) == (schema.ACCEPTED, schema.REJECTED)
+    assert ds[ids["blank"]][fixes.FIX_FIELDS[schema.DROP_QUALITY]][schema.FIX_STATUS] == schema.REJECTED
+    # a bulk pass over a queue leaves decided fixes of its kind alone; --kind still overrides
+    assert cli.main(["decide", ds.name, "accept", "--view", schema.QUEUE_VIEWS[schema.DROP_QUALITY]]) == 0
+    assert status(schema.DROP_QUALITY) == schema.REJECTED
+    assert cli.main(["decide", ds.name, "accept", "--view", schema.QUEUE_VIEWS[schema.DROP_QUALITY],
+                     "--kind", schema.DROP_QUALITY]) == 0
+    assert status(schema.DROP_QUALITY) == schema.ACCEPTED
 
 
 def test_export_into_a_closed_pipe_is_quiet(planted):

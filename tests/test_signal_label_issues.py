@@ -135,6 +135,10 @@ def test_custom_classes_suggested_label_is_the_texture_and_probs_follow_class_or
     assert np.mean(hits) > 0.9
     test_split = ds.match(fo.ViewField(schema.SPLIT) == schema.TEST)
     assert test_split.count(schema.LABEL_QUALITY) == len(test_split) > 0  # every split is scored
+    # the soft label a version carries: for a flipped label it leans to the image's texture
+    flipped = np.array([Path(p).name.startswith("flip") for p in paths])
+    texture_idx = np.array([CLASSES.index(texture_of[Path(p).name]) for p in paths])
+    assert np.mean(probs[flipped].argmax(1) == texture_idx[flipped]) > 0.7
 
 
 def test_summary_counts_and_classifier_features(planted):
@@ -160,8 +164,12 @@ def test_the_estimated_noise_names_each_planted_confusion_and_the_report_prints_
         assert 0.6 < noise[name]["right"] < 1.0
         assert next(iter(noise[name]["else"])) == CLASSES[(c + 1) % 3]
     assert cli.main(["report", planted.name]) == 0
-    line = next(ln for ln in capsys.readouterr().out.splitlines() if "labels estimated right" in ln)
+    out = capsys.readouterr().out.splitlines()
+    line = next(ln for ln in out if "labels estimated right" in ln)
     assert all(name in line for name in CLASSES)
+    # each example names its sample id, which decide/set-label take
+    worst = computed(planted)["label_issues"]["summary"]["top"][0]
+    assert any(worst["id"] in ln and worst["filepath"] in ln for ln in out)
 
 
 def test_no_weak_classifier_warning_with_enough_images_per_class():

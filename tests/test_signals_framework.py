@@ -128,3 +128,44 @@ def test_keep_going_skips_a_failing_signal(signals, ds):
     assert run_signals(ds, keep_going=True, log=logs.append) == []  # t_mean is up to date already
     assert any("t_needs: skipped: t_needs: cannot run" in m for m in logs)
     assert "t_needs" not in ds.info[schema.INFO_SIGNALS]
+
+
+def test_keep_going_records_a_broken_signal_as_failed_and_runs_the_rest(signals, ds, monkeypatch):
+    def broken(self, ds, table, work_dir):
+        raise OSError("No space left on device")
+
+    working = MeanBrightness.compute
+    monkeypatch.setattr(MeanBrightness, "compute", broken)
+    with pytest.raises(OSError):
+        run_signals(ds, log=lambda m: None)
+    outcome = {}
+    assert run_signals(ds, keep_going=True, log=lambda m: None, outcome=outcome) == []
+    assert outcome == {"t_mean": "failed: OSError: No space left on device", "t_needs": "skipped: it needs t_mean"}
+    monkeypatch.setattr(MeanBrightness, "compute", working)
+    outcome.clear()
+    assert run_signals(ds, keep_going=True, log=lambda m: None, outcome=outcome) == ["t_mean", "t_needs"]
+    assert outcome == {"t_mean": "ran", "t_needs": "ran"}
+    run_signals(ds, keep_going=True, log=lambda m: None, outcome=outcome)
+    assert outcome == {"t_mean": "up to date", "t_needs": "up to date"}
+
+
+def test_launch_ends_with_every_signals_outcome_and_fails_when_one_broke(tmp_path, monkeypatch, capsys, unique_name):
+    from fercurate import cli
+    from fercurate.signals.quality import QualitySignal
+
+    factories.fer2013_folder(tmp_path / unique_name, per_class=1)
+    monkeypatch.setenv("FERCURATE_DATA", str(tmp_path))
+    monkeypatch.setattr("fercurate.signals.SIGNALS", {"quality": QualitySignal})
+    monkeypatch.setattr("fercurate.signals._run_order", lambda: ["quality"])
+    working = QualitySignal.compute
+    monkeypatch.setattr(QualitySignal, "compute", lambda *a: (_ for _ in ()).throw(RuntimeError("bug")))
+    assert cli.main(["launch", unique_name, "--no-app"]) == 1
+    captured = capsys.readouterr()
+    assert "signals: quality failed: RuntimeError: bug" in captured.out
+    errors = [ln for ln in captured.err.splitlines() if ln.startswith("fercurate: error")]
+    assert len(errors) == 1 and "signal(s) quality failed" in errors[0]
+    assert f"fercurate compute {unique_name}" in errors[0]
+    assert "Traceback" not in captured.err
+    monkeypatch.setattr(QualitySignal, "compute", working)
+    assert cli.main(["launch", unique_name, "--no-app"]) == 0
+    assert "signals: quality ran" in capsys.readouterr().out

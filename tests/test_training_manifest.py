@@ -72,6 +72,10 @@ BAD_INPUTS = {
     "empty test": (lambda ls: _rehash([ls[0]] + [x for x in ls[1:] if '"split":"test"' not in x]),
                    r"m\.jsonl:1: split 'test' is empty"),
     "empty stream": (lambda ls: [], r"m\.jsonl: empty manifest"),
+    "soft label of the wrong length": (lambda ls: _edit_sample(ls, 4, soft_label=[0.5, 0.5]),
+                                       r"m\.jsonl:5: 'soft_label' must be 7 non-negative numbers summing to 1"),
+    "soft label not a distribution": (lambda ls: _edit_sample(ls, 4, soft_label=[0.9] + [0.1] * 6),
+                                      r"m\.jsonl:5: 'soft_label' must be 7"),
 }
 
 

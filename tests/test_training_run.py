@@ -18,7 +18,8 @@ from training.data import load_manifest_splits
 from training.errors import TrainingError
 from training.manifest import read_manifest
 from training.models import create_model
-from training.run import Context, RunInterrupted, resolve_device, train_stage, weighted_ce
+from training.loop import train_stage, weighted_ce
+from training.runtime import Context, RunInterrupted, resolve_device
 
 
 @pytest.fixture(autouse=True)
@@ -137,7 +138,7 @@ def test_smoke_run_end_to_end_interrupted_and_resumed(tmp_path, capsys):
 
 
 def test_a_teacher_that_cannot_load_is_skipped_unless_asked_for(tmp_path, monkeypatch):
-    import training.run as run
+    import training.stages as run
 
     def fake_create(name, num_classes, **kwargs):
         if name == "mini_xception":
@@ -159,7 +160,7 @@ def test_ctrl_c_or_sigterm_mid_stage_checkpoints_the_steps_already_applied(tmp_p
     train = load_manifest_splits(m, 0.1, 0)[0]["train"]
     calls = {"n": 0}
 
-    def loss_then_interrupt(model, x, y, w):
+    def loss_then_interrupt(model, x, y, w, t):
         calls["n"] += 1
         if calls["n"] == 4:
             raise KeyboardInterrupt      # what the CLI's SIGTERM handler raises too
@@ -199,7 +200,7 @@ def test_modes_are_a_comma_separated_list_checked_before_training(tmp_path, caps
 
 
 def test_an_interrupt_outside_a_training_stage_is_one_line_and_resumable(tmp_path, capsys, monkeypatch):
-    import training.run as run
+    import training.stages as run
 
     manifest = write_manifest(tmp_path / "tiny.jsonl", manifest_lines(tmp_path / "img", per_class=4))
 
@@ -215,7 +216,7 @@ def test_an_interrupt_outside_a_training_stage_is_one_line_and_resumable(tmp_pat
 
 
 def test_a_run_stopped_during_adversarial_fine_tuning_does_not_evaluate_the_distilled_student_again(tmp_path, monkeypatch):
-    import training.run as run
+    import training.stages as run
 
     manifest = write_manifest(tmp_path / "tiny.jsonl", manifest_lines(tmp_path / "img", per_class=4))
     out = tmp_path / "run"
@@ -237,7 +238,7 @@ def test_a_pretrained_teacher_is_used_as_shipped_while_a_scratch_teacher_is_trai
     """pretrained_teacher_epochs = 0 keeps weights learned elsewhere; teacher_epochs trains the rest."""
     import timm
 
-    import training.run as run
+    import training.stages as run
     from training.profiles import get_profile, with_overrides
 
     torch.save(timm.create_model("resnet18", pretrained=False).state_dict(), tmp_path / "resnet18.pth")

@@ -21,10 +21,11 @@ def class_image(label_index: int, seed: int) -> np.ndarray:
 
 
 def manifest_lines(root: Path, per_class: int = 8, splits: tuple[str, ...] = ("train", "val", "test"),
-                   policy: dict | None = None, flip_every: int = 0) -> list[str]:
+                   policy: dict | None = None, flip_every: int = 0, soft: bool = False) -> list[str]:
     """Header + sample lines (each ending in a newline); images are written under root.
 
-    ``flip_every`` > 0 gives every n-th sample a different original_label (a curated relabel).
+    ``flip_every`` > 0 gives every n-th sample a different original_label (a curated relabel);
+    ``soft`` gives every sample a soft_label: 0.7 on its label, 0.3 on the next class.
     """
     samples, seed = [], 0
     for split in splits:
@@ -38,6 +39,9 @@ def manifest_lines(root: Path, per_class: int = 8, splits: tuple[str, ...] = ("t
                 samples.append({"id": f"s{seed}", "filepath": str(path), "label": label, "split": split,
                                 "weight": 1.0, "original_label": original, "original_filepath": str(path),
                                 "source": {"usage": split}})
+                if soft:
+                    samples[-1]["soft_label"] = [0.7 if k == ci else 0.3 if k == (ci + 1) % len(CLASSES) else 0.0
+                                                 for k in range(len(CLASSES))]
     lines = [dumps(s) for s in samples]
     counts = {sp: {c: sum(1 for s in samples if s["split"] == sp and s["label"] == c) for c in CLASSES} for sp in splits}
     header = {"format": FORMAT, "format_version": FORMAT_VERSION, "dataset": "tiny", "version": "tiny_v1",

@@ -67,6 +67,10 @@ def build_parser() -> argparse.ArgumentParser:
     adv.add_argument("--adv-eps", type=float, metavar="N", help="L-inf radius in grey levels, N/255 (e.g. 4)")
     adv.add_argument("--adv-steps", type=int, metavar="K", help="attack iterations per training batch")
     adv.add_argument("--trades-beta", type=float, metavar="B", help="weight of the TRADES KL term (default 6)")
+    p.add_argument("--soft-labels", type=float, nargs="?", const=0.5, metavar="W",
+                   help="train on each sample's soft_label (the noise model's P(true label | image, given label), "
+                        "in manifests of datasets scored by label_issues): the CE target becomes "
+                        "(1-W)*onehot(label) + W*soft_label (W default 0.5; off unless given)")
     p.add_argument("--stop-after-steps", type=int, metavar="N", help="checkpoint and stop after N optimizer steps "
                    "(time-boxed jobs; continue with --resume)")
     p.add_argument("--list-models", action="store_true", help="list registered teachers and students, then exit")
@@ -152,7 +156,10 @@ def run_from_args(args: argparse.Namespace) -> int:
         raise TrainingError("--resume needs --out DIR, the run folder to continue")
     profile = get_profile(args.profile)
     teachers = tuple(t.strip() for t in args.teachers.split(",") if t.strip()) if args.teachers else None
-    profile = with_overrides(profile, teachers=teachers, **_parse_epochs(args.epochs), **_adversarial_overrides(args))
+    if args.soft_labels is not None and not 0 < args.soft_labels <= 1:
+        raise TrainingError(f"--soft-labels {args.soft_labels}: give the soft label's weight W, 0 < W <= 1 (e.g. 0.5)")
+    profile = with_overrides(profile, teachers=teachers, soft_label_weight=args.soft_labels,
+                             **_parse_epochs(args.epochs), **_adversarial_overrides(args))
     manifest, eval_manifest = _read_manifests(args)
     out = args.out or f"runs/{manifest.header['dataset']}-{manifest.header['version']}-{profile.name}"
     cfg = RunConfig(out=out, profile=profile, modes=MODES if args.ablations else _parse_modes(args.mode),

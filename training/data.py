@@ -33,13 +33,15 @@ IMAGE_SIZE = 48
 
 @dataclass
 class SplitData:
-    """One split in memory: images uint8 (N, 1, 48, 48), curated and raw label indices, loss weights."""
+    """One split in memory: images uint8 (N, 1, 48, 48), curated and raw label indices, loss weights,
+    and the manifest's soft labels (N, C) when it has them."""
 
     images: torch.Tensor
     labels: torch.Tensor
     raw_labels: torch.Tensor
     weights: torch.Tensor
     paths: list[str]
+    soft: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -47,7 +49,17 @@ class SplitData:
     def subset(self, index: np.ndarray | list[int]) -> "SplitData":
         idx = torch.as_tensor(np.asarray(index), dtype=torch.long)
         return SplitData(self.images[idx], self.labels[idx], self.raw_labels[idx], self.weights[idx],
-                         [self.paths[i] for i in idx.tolist()])
+                         [self.paths[i] for i in idx.tolist()], None if self.soft is None else self.soft[idx])
+
+    def targets(self, index: torch.Tensor, soft_weight: float) -> torch.Tensor:
+        """The training target of a batch: ``(1 - w) * onehot(label) + w * soft_label``.
+
+        The hard (curated) label keeps its say: a soft label describes the image and its
+        *given* label, and a curator's relabel must win over it."""
+        if self.soft is None:
+            raise TrainingError("soft labels asked for, but the manifest has none")
+        hard = F.one_hot(self.labels[index], self.soft.shape[1]).float()
+        return (1.0 - soft_weight) * hard + soft_weight * self.soft[index]
 
     def float_images(self, index: torch.Tensor | slice | None = None) -> torch.Tensor:
         """Images as float in [0, 1], the input range of every model and of torchattacks."""
@@ -73,12 +85,20 @@ def load_split(samples: list[Sample], classes: list[str], desc: str = "images") 
     images = np.zeros((len(samples), 1, IMAGE_SIZE, IMAGE_SIZE), dtype=np.uint8)
     for i, s in enumerate(tqdm(samples, desc=f"load {desc}", unit="img", leave=False)):
         images[i, 0] = load_image(s.filepath)
+    labels = torch.tensor([index[s.label] for s in samples], dtype=torch.long)
+    soft = None
+    if any(s.soft_label is not None for s in samples):   # a sample without one keeps its hard label
+        soft = F.one_hot(labels, len(classes)).float()
+        for i, s in enumerate(samples):
+            if s.soft_label is not None:
+                soft[i] = torch.tensor(s.soft_label)
     return SplitData(
         images=torch.from_numpy(images),
-        labels=torch.tensor([index[s.label] for s in samples], dtype=torch.long),
+        labels=labels,
         raw_labels=torch.tensor([index[s.original_label] for s in samples], dtype=torch.long),
         weights=torch.tensor([s.weight for s in samples], dtype=torch.float32),
         paths=[s.filepath for s in samples],
+        soft=soft,
     )
 
 

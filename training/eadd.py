@@ -91,9 +91,12 @@ def distill_target(teacher_logits: torch.Tensor, weights: torch.Tensor, temperat
 
 
 def distill_loss(student_logits: torch.Tensor, labels: torch.Tensor, sample_weights: torch.Tensor,
-                 target: torch.Tensor | None, cfg: DistillConfig) -> torch.Tensor:
-    """alpha*T^2*KL(q||p_s^T) + (1-alpha)*CE, weighted mean over the batch; target None = plain CE."""
-    ce = F.cross_entropy(student_logits, labels, reduction="none")
+                 target: torch.Tensor | None, cfg: DistillConfig, hard_target: torch.Tensor | None = None
+                 ) -> torch.Tensor:
+    """alpha*T^2*KL(q||p_s^T) + (1-alpha)*CE, weighted mean over the batch; target None = plain CE.
+
+    ``hard_target`` (N, C) replaces the one-hot label in the CE term (``--soft-labels``)."""
+    ce = F.cross_entropy(student_logits, labels if hard_target is None else hard_target, reduction="none")
     if target is None:
         per_sample = ce
     else:

@@ -34,6 +34,8 @@ class Sample:
     split: str
     weight: float
     id: str
+    #: P(true label | image, given label) in the header's class order, when the version has it
+    soft_label: tuple[float, ...] | None = None
 
 
 @dataclass
@@ -136,7 +138,20 @@ def _parse_sample(line: str, lineno: int, source: str, classes: list[str]) -> Sa
         raise TrainingError(f"{source}:{lineno}: image file not found: {path}; "
                             "the manifest points at files that moved or were deleted")
     return Sample(filepath=path, label=record["label"], original_label=record["original_label"],
-                  split=record["split"], weight=float(weight), id=str(record["id"]))
+                  split=record["split"], weight=float(weight), id=str(record["id"]),
+                  soft_label=_parse_soft_label(record.get("soft_label"), lineno, source, classes))
+
+
+def _parse_soft_label(value, lineno: int, source: str, classes: list[str]) -> tuple[float, ...] | None:
+    """An optional distribution over the header's classes (non-negative, summing to ~1)."""
+    if value is None:
+        return None
+    ok = (isinstance(value, list) and len(value) == len(classes)
+          and all(isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0 for v in value))
+    if not ok or abs(sum(value) - 1.0) > 1e-2:
+        raise TrainingError(f"{source}:{lineno}: 'soft_label' must be {len(classes)} non-negative numbers summing "
+                            f"to 1 (one per class of the header), got {value!r}; re-export the manifest")
+    return tuple(float(v) for v in value)
 
 
 def _check_complete(header: dict, sample_lines: list[str], source: str) -> None:

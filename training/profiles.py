@@ -26,6 +26,9 @@ class Profile:
     # fine-tuned this long instead: 0 = used as shipped, which keeps what they learned elsewhere.
     pretrained_teacher_epochs: float = 0.0
     val_fraction: float = 0.1          # carved from train only when the manifest has no val split
+    # --soft-labels: the CE target is (1 - w) * onehot(label) + w * the manifest's soft_label
+    # (teachers and distilled students; adversarial fine-tuning keeps hard labels). 0 = off.
+    soft_label_weight: float = 0.0
     # distillation (see training.eadd)
     temperature: float = 4.0
     alpha: float = 0.7

@@ -59,6 +59,10 @@ def _header(metrics: dict) -> list[str]:
              f"`{m['content_hash']}`, policy `{m['policy'].get('name')}`. Profile `{metrics['profile']}`, "
              f"seed {metrics['seed']}, device `{metrics['device']}`, world size {metrics['world_size']}.", "",
              f"Split sizes used: {', '.join(f'{k} {v}' for k, v in metrics['split_sizes'].items())}."]
+    if metrics.get("soft_label_weight"):
+        w = metrics["soft_label_weight"]
+        lines.append(f"Trained on soft labels: target = {1 - w:g} x the label + {w:g} x the manifest's soft_label "
+                     "(adversarial fine-tuning on the labels alone).")
     if metrics["val_from_train"]["carved"]:
         lines.append(f"**The manifest has no val split**: val is a seeded stratified "
                      f"{metrics['val_from_train']['fraction']:.0%} slice of train (removed from training).")

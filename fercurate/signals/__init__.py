@@ -8,6 +8,7 @@ skipped unless ``recompute`` is set. See :mod:`fercurate.signals.base` for the c
 
 from __future__ import annotations
 
+import os
 import shutil
 import time
 
@@ -56,14 +57,22 @@ def resolve(names: list[str] | None) -> list[str]:
     return [n for n in order if n in wanted]
 
 
+#: how a signal's turn ended, as ``run_signals`` reports it in ``outcome``
+RAN, UP_TO_DATE, SKIPPED, FAILED = "ran", "up to date", "skipped", "failed"
+
+
 def run_signals(ds: fo.Dataset, names: list[str] | None = None, recompute: bool = False,
-                log=print, keep_going: bool = False) -> list[str]:
+                log=print, keep_going: bool = False, outcome: dict[str, str] | None = None) -> list[str]:
     """Run the named signals (default: all); returns the names that actually computed.
 
     With ``keep_going`` (as ``fercurate launch`` does), a signal that cannot run on this
     dataset (a FercurateError, e.g. too few images per class for cross-validation) is
-    reported and skipped, along with the signals that need it, and the rest still run.
+    reported and skipped, along with the signals that need it, and the rest still run; a
+    signal that breaks otherwise (a bug, a full disk) is recorded as failed and the rest
+    still run. ``outcome`` (when given) receives each signal's ending: ``"ran"``, ``"up to
+    date"``, ``"skipped: <why>"`` or ``"failed: <error>"``.
     """
+    outcome = {} if outcome is None else outcome
     order = resolve(names)
     table = SampleTable.load(ds)
     fingerprints: dict[str, str] = {}
@@ -72,13 +81,15 @@ def run_signals(ds: fo.Dataset, names: list[str] | None = None, recompute: bool 
     for name in order:
         signal = SIGNALS[name]()
         if failed & set(signal.requires):
-            log(f"{name}: skipped, it needs {', '.join(sorted(failed & set(signal.requires)))}")
+            outcome[name] = f"{SKIPPED}: it needs {', '.join(sorted(failed & set(signal.requires)))}"
+            log(f"{name}: {outcome[name]}")
             failed.add(name)
             continue
         fp = signal.fingerprint(table, fingerprints)
         fingerprints[name] = fp
         record = computed(ds).get(name, {})
         if not recompute and record.get("fingerprint") == fp:
+            outcome[name] = UP_TO_DATE
             log(f"{name}: up to date (computed {record.get('computed_at')})")
             continue
         work = work_dir_for(ds, name, fp)
@@ -93,7 +104,15 @@ def run_signals(ds: fo.Dataset, names: list[str] | None = None, recompute: bool 
         except FercurateError as e:
             if not keep_going:
                 raise
+            outcome[name] = f"{SKIPPED}: {e}"
             log(f"{name}: skipped: {e}")
+            failed.add(name)
+            continue
+        except Exception as e:  # noqa: BLE001  (KeyboardInterrupt is not an Exception: a kill stops the run)
+            if not keep_going or os.environ.get("FERCURATE_DEBUG"):
+                raise
+            outcome[name] = f"{FAILED}: {type(e).__name__}: {e}"
+            log(f"{name}: {outcome[name]}")
             failed.add(name)
             continue
         seconds = round(time.perf_counter() - t0, 1)
@@ -104,6 +123,7 @@ def run_signals(ds: fo.Dataset, names: list[str] | None = None, recompute: bool 
         ds.info[schema.INFO_SIGNALS] = signals
         ds.save()
         log(f"{name}: done in {seconds} s")
+        outcome[name] = RAN
         ran.append(name)
     return ran
 

@@ -171,9 +171,15 @@ def augment(batch: torch.Tensor, max_shift: int, hflip: bool, gen: torch.Generat
     return torch.gather(batch, 2, cols[:, None, :].expand(b, h, w))
 
 
-def sample_losses(logits: torch.Tensor, labels: torch.Tensor, params: ClassifierParams) -> torch.Tensor:
+def sample_losses(logits: torch.Tensor, labels: torch.Tensor, params: ClassifierParams,
+                  targets: torch.Tensor | None = None) -> torch.Tensor:
     """Per-sample training loss. GCE (Zhang & Sabuncu, 2018), ``(1 - p_y^q) / q``, bounds the
-    pull of a confidently wrong label, so the net learns less of the label noise."""
+    pull of a confidently wrong label, so the net learns less of the label noise. ``targets``
+    (N, C) are soft targets for "ce" in place of the labels."""
+    if targets is not None:
+        if params.loss != "ce":
+            raise ValueError("soft targets need loss 'ce'")
+        return F.cross_entropy(logits.float(), targets, reduction="none", label_smoothing=params.label_smoothing)
     if params.loss == "gce":
         p = F.softmax(logits.float(), dim=1).gather(1, labels[:, None]).squeeze(1).clamp_min(1e-6)
         return (1 - p ** params.gce_q) / params.gce_q
@@ -193,13 +199,15 @@ def batch_loss(losses: torch.Tensor, params: ClassifierParams, progress: float) 
 
 
 def train_model(images: np.ndarray, labels: np.ndarray, num_classes: int, params: ClassifierParams,
-                seed: int, desc: str = "training") -> nn.Module:
+                seed: int, desc: str = "training", targets: np.ndarray | None = None) -> nn.Module:
     """Train a fresh model on ``images`` (uint8 N x H x W) with AdamW and a one-cycle schedule;
-    seeded, so the same inputs give the same weights."""
+    seeded, so the same inputs give the same weights. ``targets`` (N, C), when given, are the
+    soft targets of the loss in place of ``labels``."""
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
     model = build_model(params, num_classes).to(memory_format=torch.channels_last)
     x_all, y_all = torch.from_numpy(images), torch.from_numpy(labels.astype(np.int64))
+    t_all = None if targets is None else torch.from_numpy(np.asarray(targets, dtype=np.float32))
     mean, std = image_stats(x_all)
     steps_per_epoch = max(1, math.ceil(len(images) / params.batch_size))
     epochs = max(params.epochs, math.ceil(params.min_steps / steps_per_epoch))
@@ -219,6 +227,7 @@ def train_model(images: np.ndarray, labels: np.ndarray, num_classes: int, params
                 continue
             x = _to_input(augment(x_all[idx], params.max_shift, params.hflip, gen), mean[idx], std[idx])
             y = y_all[idx]
+            t = None if t_all is None else t_all[idx]
             lam, partner = 1.0, None
             if params.mixup > 0:
                 lam = float(torch.distributions.Beta(params.mixup, params.mixup).sample())
@@ -227,9 +236,10 @@ def train_model(images: np.ndarray, labels: np.ndarray, num_classes: int, params
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
                 logits = model(x)
             progress = (epoch * steps_per_epoch + step) / total
-            losses = sample_losses(logits, y, params)
+            losses = sample_losses(logits, y, params, t)
             if partner is not None:
-                losses = lam * losses + (1 - lam) * sample_losses(logits, y[partner], params)
+                losses = lam * losses + (1 - lam) * sample_losses(logits, y[partner], params,
+                                                                  None if t is None else t[partner])
             loss = batch_loss(losses, params, progress)
             opt.zero_grad(set_to_none=True)
             loss.backward()

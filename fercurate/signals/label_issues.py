@@ -18,7 +18,11 @@ ranking by the model's own probability, which has learnt the systematic confusio
 
 Fields: ``schema.LABEL_QUALITY`` (score), ``schema.IS_LABEL_ISSUE`` (flag),
 ``schema.SUGGESTED_LABEL`` (the out-of-fold argmax with its probability) and
-``schema.OOF_PROBS`` (probabilities in ``dataset.info[INFO_CLASSES]`` order).
+``schema.OOF_PROBS`` (probabilities in ``dataset.info[INFO_CLASSES]`` order), which a
+frozen version hands ``training`` as each sample's ``soft_label``: against the crowd's vote
+shares on FER2013's val split they are closer than the noise posterior is (cross-entropy
+1.09 vs 1.17-1.18, ``bench/curation_quality.py``), so the ranking uses the posterior and
+the soft labels use the probabilities.
 
 The fold-0 model's penultimate features of every image are kept in the work folder;
 :func:`classifier_features` hands them to other modules (the embeddings signal's

@@ -14,7 +14,7 @@ from urllib.parse import quote
 import fiftyone.operators as foo
 import fiftyone.operators.types as types
 
-from fercurate import config, fixes, schema
+from fercurate import config, fixes, queues, schema
 
 from .operators import QUEUE_LABELS, VIEW, show_queue
 
@@ -158,7 +158,7 @@ class ReviewPanel(foo.Panel):
         the state changes, while a component's default is only read when it appears.
         """
         state = ctx.panel.state
-        ev = fixes.evidence(ctx.dataset, state.sample_id) if state.sample_id else None
+        ev = queues.evidence(ctx.dataset, state.sample_id) if state.sample_id else None
         state.set({
             "evidence": ev,
             "md_headline": headline(ev) if ev else "_No sample in focus: select one in the grid, or pick a queue._",
@@ -191,12 +191,12 @@ class ReviewPanel(foo.Panel):
 
     def on_load(self, ctx):
         state = ctx.panel.state
-        self._set_counts(ctx, fixes.counts(ctx.dataset))
+        self._set_counts(ctx, queues.counts(ctx.dataset))
         state.queue = state.queue or first_open_queue(state.counts)
         state.curator = state.curator or config.curator()
         state.skipped = state.skipped or []
         first = ctx.current_sample or (ctx.selected[0] if ctx.selected else None)
-        self._focus(ctx, first or fixes.next_pending(ctx.dataset, state.queue, None, []))
+        self._focus(ctx, first or queues.next_pending(ctx.dataset, state.queue, None, []))
 
     def on_change_selected(self, ctx):
         if ctx.selected:
@@ -216,8 +216,8 @@ class ReviewPanel(foo.Panel):
         ctx.panel.state.queue = kind
         ctx.panel.state.skipped = []
         show_queue(ctx, kind)
-        self._set_counts(ctx, fixes.counts(ctx.dataset))
-        self._go_to(ctx, fixes.next_pending(ctx.dataset, kind, None, []))
+        self._set_counts(ctx, queues.counts(ctx.dataset))
+        self._go_to(ctx, queues.next_pending(ctx.dataset, kind, None, []))
 
     def on_change_curator(self, ctx):
         ctx.panel.state.curator = ctx.params.get("value") or config.curator()
@@ -246,14 +246,14 @@ class ReviewPanel(foo.Panel):
         state.last = {"id": sample_id, "kinds": kinds}
         state.message = f"{done} {changed} fix(es) of `{sample_id}` ({', '.join(kinds or ['all pending'])})"
         ctx.ops.reload_samples()
-        self._go_to(ctx, fixes.next_pending(ctx.dataset, self._queue(ctx), sample_id, state.skipped or []))
+        self._go_to(ctx, queues.next_pending(ctx.dataset, self._queue(ctx), sample_id, state.skipped or []))
 
     def _changing(self, ctx, sample_id: str, change) -> int:
         """Run ``change`` (a decision on ``sample_id``) and shift the counters by its effect."""
-        before = fixes.evidence(ctx.dataset, sample_id)["fixes"]
+        before = queues.evidence(ctx.dataset, sample_id)["fixes"]
         changed = change()
-        after = fixes.evidence(ctx.dataset, sample_id)["fixes"]
-        self._set_counts(ctx, shift_counts(ctx.panel.state.counts or fixes.counts(ctx.dataset), before, after))
+        after = queues.evidence(ctx.dataset, sample_id)["fixes"]
+        self._set_counts(ctx, shift_counts(ctx.panel.state.counts or queues.counts(ctx.dataset), before, after))
         return changed
 
     def accept(self, ctx):
@@ -269,7 +269,7 @@ class ReviewPanel(foo.Panel):
             skipped.append(state.sample_id)
         state.skipped = skipped
         state.message = f"skipped `{state.sample_id}`" if state.sample_id else None
-        self._go_to(ctx, fixes.next_pending(ctx.dataset, self._queue(ctx), state.sample_id, skipped))
+        self._go_to(ctx, queues.next_pending(ctx.dataset, self._queue(ctx), state.sample_id, skipped))
 
     def undo(self, ctx):
         """Undo this panel's last decision, else the latest decision on the focused sample."""
@@ -306,7 +306,7 @@ class ReviewPanel(foo.Panel):
         ctx.panel.state.message = f"the App now shows `{field}`"
 
     def refresh(self, ctx):
-        self._set_counts(ctx, fixes.counts(ctx.dataset))
+        self._set_counts(ctx, queues.counts(ctx.dataset))
         self._show_sample(ctx)
 
     # --- layout -----------------------------------------------------------------------

@@ -12,7 +12,7 @@ from __future__ import annotations
 import fiftyone.operators as foo
 import fiftyone.operators.types as types
 
-from fercurate import config, fixes, manifest, policy, schema, versions
+from fercurate import config, fixes, manifest, policy, queues, schema, versions
 from fercurate.errors import FercurateError
 
 ALL_PENDING = "all pending"
@@ -106,7 +106,7 @@ class _Decide(foo.Operator):
         target_input(ctx, inputs)
         curator_input(inputs)
         try:
-            counts = fixes.counts(target_view(ctx))
+            counts = queues.counts(target_view(ctx))
         except FercurateError as error:
             inputs.view("summary", types.Error(label=str(error)))
             return types.Property(inputs, view=types.View(label=f"{self.verb.capitalize()} fixes"))
@@ -158,7 +158,7 @@ class UndoFixes(foo.Operator):
         target_input(ctx, inputs)
         curator_input(inputs)
         try:
-            counts = fixes.counts(target_view(ctx))
+            counts = queues.counts(target_view(ctx))
         except FercurateError as error:
             inputs.view("summary", types.Error(label=str(error)))
             return types.Property(inputs, view=types.View(label="Undo decisions"))
@@ -227,7 +227,7 @@ class FreezeVersion(foo.Operator):
             policy.add_choice(value, label=POLICY_LABELS.get(value, value))
         inputs.enum("policy", policy.values(), default="none", view=policy)
         curator_input(inputs)
-        pending = changeable(fixes.counts(ctx.dataset), None, (schema.PENDING,))
+        pending = changeable(queues.counts(ctx.dataset), None, (schema.PENDING,))
         message = (f"{pending} fix(es) are still pending: those samples keep their original label and are kept."
                    if pending else "Every proposed fix has been decided.")
         inputs.view("summary", types.Warning(label=message) if pending else types.Notice(label=message))
@@ -286,7 +286,7 @@ def show_queue(ctx, kind: str) -> None:
     if ctx.dataset.has_saved_view(name):
         ctx.ops.set_view(name=name)
     else:
-        ctx.ops.set_view(view=fixes.queue_view(ctx.dataset, kind))
+        ctx.ops.set_view(view=queues.queue_view(ctx.dataset, kind))
 
 
 class OpenQueue(foo.Operator):

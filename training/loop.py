@@ -1,0 +1,122 @@
+"""The training loop every stage shares: AdamW + one-cycle, seeded per step, resumable mid-epoch."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.nn as nn
+from tqdm import tqdm
+
+from training import eadd
+from training.data import SplitData, augment, epoch_order, steps_per_epoch
+from training.runtime import Context, RunInterrupted, barrier, step_seed
+
+#: a stage's batch loss: (model, augmented images, labels, sample weights, soft targets or None)
+LossFn = Callable[[nn.Module, torch.Tensor, torch.Tensor, torch.Tensor, "torch.Tensor | None"], torch.Tensor]
+
+
+def unwrap(model: nn.Module) -> nn.Module:
+    return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
+
+
+def train_stage(ctx: Context, stage: str, model: nn.Module, train: SplitData, epochs: float, lr: float,
+                weight_decay: float, batch_size: int, checkpoint_every: int, loss_fn: LossFn,
+                on_epoch_start: Callable[[int], None] | None = None,
+                state: Callable[[], dict] | None = None, load_state: Callable[[dict], None] | None = None,
+                soft_weight: float = 0.0) -> dict:
+    """Trains ``model`` for ``epochs`` (fractional allowed) with AdamW + one-cycle, resumably.
+
+    ``loss_fn(model, x_aug, y, w, t)`` gives the batch loss, ``t`` the batch's soft targets
+    (:meth:`SplitData.targets`, with ``soft_weight`` > 0) or None; ``on_epoch_start(epoch)`` runs before
+    each epoch's first step; ``state``/``load_state`` carry a stage's own state (e.g. EADD
+    strengths) through checkpoints. Returns {"steps", "losses" (mean per epoch), "resumed_at"}.
+    """
+    path = ctx.out / "checkpoints" / f"{stage}.pt"
+    model.to(ctx.device)
+    per_epoch = steps_per_epoch(len(train), batch_size, ctx.world)
+    total = round(epochs * per_epoch)
+    if total == 0:   # e.g. a pretrained teacher used as it is
+        return {"losses": [], "steps": 0, "resumed_at": None}
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=total, pct_start=0.15)
+    start, history, resumed_at = 0, {"losses": []}, None
+    if path.is_file():
+        ck = torch.load(path, map_location=ctx.device, weights_only=False)
+        model.load_state_dict(ck["model"])
+        if ck["done"]:
+            return ck["history"]
+        opt.load_state_dict(ck["optimizer"])
+        sched.load_state_dict(ck["scheduler"])
+        start, history = ck["step"], ck["history"]
+        if load_state and ck.get("state") is not None:
+            load_state(ck["state"])
+        resumed_at = start
+        ctx.say(f"{stage}: resuming at step {start}/{total} (epoch {start // per_epoch})")
+    history["resumed_at"] = resumed_at
+
+    def save(step: int, done: bool) -> None:
+        if ctx.main:
+            tmp = path.with_suffix(".tmp")
+            torch.save({"model": unwrap(model).state_dict(), "optimizer": opt.state_dict(),
+                        "scheduler": sched.state_dict(), "step": step, "total_steps": total, "done": done,
+                        "history": {**history, "steps": step}, "state": state() if state else None}, tmp)
+            tmp.replace(path)
+        barrier(ctx)
+
+    net = model
+    if ctx.world > 1:
+        net = nn.parallel.DistributedDataParallel(model, device_ids=[ctx.device.index] if ctx.device.type == "cuda" else None)
+    orders: dict[int, torch.Tensor] = {}
+    running: list[float] = []
+    bar = tqdm(total=total, initial=start, desc=stage, unit="step", disable=not ctx.main, leave=False)
+    next_step = start      # the first step not yet applied, what an interruption saves
+    try:
+        for step in range(start, total):
+            epoch, j = divmod(step, per_epoch)
+            if j == 0 and on_epoch_start is not None:
+                on_epoch_start(epoch)
+            if epoch not in orders:
+                orders = {epoch: epoch_order(train, ctx.policy, ctx.classes, ctx.seed, epoch)}
+            order = orders[epoch]
+            first = (j * ctx.world + ctx.rank) * batch_size
+            idx = order[torch.arange(first, first + batch_size) % len(order)]
+            seed = step_seed(ctx.seed, stage, step)
+            torch.manual_seed(seed)
+            x = augment(train.float_images(idx).to(ctx.device), torch.Generator().manual_seed(seed))
+            net.train()
+            t = train.targets(idx, soft_weight).to(ctx.device) if soft_weight > 0 else None
+            loss = loss_fn(net, x, train.labels[idx].to(ctx.device), train.weights[idx].to(ctx.device), t)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            next_step = step + 1
+            running.append(float(loss.detach()))
+            bar.update(1)
+            bar.set_postfix(loss=f"{running[-1]:.3f}", epoch=epoch)
+            ctx.steps_done += 1
+            last_of_epoch = j == per_epoch - 1 or step == total - 1
+            if last_of_epoch:
+                history["losses"].append(float(np.mean(running)))
+                running = []
+            if step + 1 < total and (last_of_epoch or (step + 1) % checkpoint_every == 0):
+                save(step + 1, False)
+            if ctx.stop_after_steps is not None and ctx.steps_done >= ctx.stop_after_steps and step + 1 < total:
+                save(step + 1, False)
+                raise RunInterrupted(f"stopped after {ctx.steps_done} steps in stage {stage} at step {step + 1}/{total}")
+    except KeyboardInterrupt:
+        save(next_step, False)
+        raise RunInterrupted(f"interrupted in stage {stage} at step {next_step}/{total}") from None
+    finally:
+        bar.close()
+    history["steps"] = total
+    save(total, True)
+    return history
+
+
+def weighted_ce(model: nn.Module, x: torch.Tensor, y: torch.Tensor, w: torch.Tensor,
+                t: torch.Tensor | None = None) -> torch.Tensor:
+    """Cross-entropy, weighted per sample; against ``t`` (soft targets) when given."""
+    return eadd.distill_loss(model(x), y, w, None, eadd.DistillConfig(), hard_target=t)

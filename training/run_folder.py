@@ -1,0 +1,63 @@
+"""The run folder: the resolved configuration and the manifest trained on, written once and
+checked on ``--resume`` (see :mod:`training.run` for the layout)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from training.errors import TrainingError
+from training.manifest import Manifest
+from training.profiles import Profile
+from training.runtime import write_json
+
+
+@dataclass
+class RunConfig:
+    out: str
+    profile: Profile
+    modes: tuple[str, ...] = ("eadd",)
+    seed: int = 0
+    device: str = "auto"
+    teachers_explicit: bool = False
+    stop_after_steps: int | None = None   # simulate an interruption (tests, time-boxed jobs)
+
+    def to_dict(self) -> dict:
+        return {"profile": self.profile.to_dict(), "modes": list(self.modes), "seed": self.seed,
+                "teachers_explicit": self.teachers_explicit}
+
+
+def prepare_run_folder(out: Path, manifest: Manifest | None, cfg: RunConfig, resume: bool) -> tuple[Manifest, RunConfig]:
+    """Creates (or, on resume, checks and reloads) the run folder; returns the manifest and config to use."""
+    from training.manifest import read_manifest_file
+
+    config_path = out / "config.json"
+    if resume:
+        if not config_path.is_file():
+            raise TrainingError(f"--resume: {out} holds no run (no config.json); drop --resume to start one")
+        saved = json.loads(config_path.read_text())
+        header = json.loads((out / "manifest_header.json").read_text())
+        if manifest is None:
+            manifest = read_manifest_file(str(out / "manifest.jsonl"))
+        elif manifest.header["content_hash"] != header["content_hash"]:
+            raise TrainingError(f"--resume: the manifest given ({manifest.header['content_hash'][:19]}…) is not the one "
+                                f"{out} was trained on ({header['content_hash'][:19]}…); pass the same manifest or none")
+        prof = saved["profile"]
+        prof["teachers"] = tuple(prof["teachers"])
+        prof["robust_eps"] = tuple(prof["robust_eps"])
+        cfg = RunConfig(out=cfg.out, profile=Profile(**prof), modes=tuple(saved["modes"]), seed=saved["seed"],
+                        device=cfg.device, teachers_explicit=saved["teachers_explicit"],
+                        stop_after_steps=cfg.stop_after_steps)
+        return manifest, cfg
+    if manifest is None:
+        raise TrainingError("no manifest: pass --manifest FILE or pipe `fercurate export --view NAME | training`")
+    if config_path.exists():
+        raise TrainingError(f"{out} already holds a run; pass --resume to continue it or --out elsewhere")
+    (out / "checkpoints").mkdir(parents=True, exist_ok=True)
+    (out / "predictions").mkdir(exist_ok=True)
+    (out / "plots").mkdir(exist_ok=True)
+    write_json(config_path, cfg.to_dict())
+    write_json(out / "manifest_header.json", manifest.header)
+    (out / "manifest.jsonl").write_text(manifest.text, encoding="utf-8")
+    return manifest, cfg

@@ -1,0 +1,101 @@
+"""The process a run lives in: device, seeds, distributed rank, the run's shared context.
+
+Everything here is independent of what is trained: :mod:`training.loop` and
+:mod:`training.stages` build on it.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import sys
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from tqdm import tqdm
+
+from training.errors import TrainingError
+
+
+class RunInterrupted(Exception):
+    """The run stopped (``stop_after_steps`` reached or Ctrl-C) after writing a checkpoint."""
+
+
+@dataclass
+class Context:
+    """What every stage needs: device, folder, seed, distributed rank, the step budget."""
+
+    out: Path
+    device: torch.device
+    seed: int
+    classes: list[str]
+    policy: dict
+    rank: int = 0
+    world: int = 1
+    stop_after_steps: int | None = None
+    steps_done: int = 0
+    log: list[str] = field(default_factory=list)
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    def say(self, message: str) -> None:
+        if self.main:
+            tqdm.write(f"training: {message}", file=sys.stderr)
+            self.log.append(message)
+
+
+def resolve_device(name: str) -> torch.device:
+    """auto -> cuda when available, else cpu; ``cuda`` without a GPU is a user error."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise TrainingError("--device cuda: no CUDA device is visible; use --device cpu or auto")
+    if name not in ("cpu", "cuda"):
+        raise TrainingError(f"--device {name!r}: use auto, cpu or cuda")
+    return torch.device(name)
+
+
+def set_determinism(seed: int) -> None:
+    """Seeds everything and asks torch for deterministic kernels where it has them."""
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.manual_seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.backends.cudnn.benchmark = False
+    torch.use_deterministic_algorithms(True, warn_only=True)
+
+
+def init_distributed(device: torch.device) -> tuple[int, int, torch.device]:
+    """(rank, world_size, device) — a process group when torchrun set WORLD_SIZE > 1."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return 0, 1, device
+    local = int(os.environ.get("LOCAL_RANK", "0"))
+    if device.type == "cuda":
+        torch.cuda.set_device(local)
+        device = torch.device("cuda", local)
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo", timeout=datetime.timedelta(hours=2))
+    return dist.get_rank(), world, device
+
+
+def barrier(ctx: Context) -> None:
+    if ctx.world > 1:
+        dist.barrier()
+
+
+def step_seed(seed: int, stage: str, step: int) -> int:
+    """The seed of one optimizer step: a pure function, so a resumed step replays exactly."""
+    return (seed * 1_000_003 + zlib.crc32(stage.encode()) * 7_919 + step) % (2**63 - 1)
+
+
+def write_json(path: Path, obj) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=float))
+    tmp.replace(path)
