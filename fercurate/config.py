@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import getpass
 import os
+import sys
 from pathlib import Path
 
 DEFAULT_HOME = Path.home() / ".local" / "share" / "fercurate"
@@ -77,6 +78,23 @@ def fiftyone_env() -> dict[str, str]:
     if not os.environ.get("FIFTYONE_DATABASE_URI"):
         env["FIFTYONE_DATABASE_DIR"] = str(database_dir())
     return env
+
+
+#: seconds between redraws of a progress bar when stderr is not a terminal
+PIPED_PROGRESS_INTERVAL = "10"
+
+
+def tame_progress_bars() -> None:
+    """When stderr is not a terminal (CI, nohup, a pipe), every bar redraw is a line in a
+    log: tqdm then redraws at most every ``PIPED_PROGRESS_INTERVAL`` seconds, and FiftyOne's
+    own bars (which ignore tqdm's settings) are off. Explicit settings win."""
+    try:
+        interactive = sys.stderr.isatty()
+    except (AttributeError, ValueError):   # a closed or replaced stream
+        interactive = False
+    if not interactive:
+        os.environ.setdefault("TQDM_MININTERVAL", PIPED_PROGRESS_INTERVAL)
+        os.environ.setdefault("FIFTYONE_SHOW_PROGRESS_BARS", "false")
 
 
 def apply_fiftyone_env() -> None:

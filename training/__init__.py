@@ -11,6 +11,12 @@ student. One module per job:
 * ``adversarial``  PGD adversarial fine-tuning and FGSM/PGD robust evaluation (torchattacks)
 * ``evaluate``     metrics against curated and raw labels, confusion matrix, CSV, CPU speed
 * ``onnx_export``  ONNX export checked against torch with onnxruntime
-* ``run``          the staged, resumable, seeded pipeline (DistributedDataParallel under torchrun)
+* ``run``          the staged, resumable, seeded pipeline (DistributedDataParallel under torchrun):
+  ``runtime`` (device, seeds, ranks), ``run_folder`` (config, resume), ``loop`` (the training
+  loop), ``stages`` (teachers, students, evaluation)
 * ``profiles``     smoke / cpu / paper schedules;  ``report``  report.md;  ``cli``  the command
 """
+
+# fercurate's package init sets the progress-bar rate of non-interactive runs, which tqdm
+# reads when it is first imported: import it before anything imports tqdm.
+import fercurate as _fercurate  # noqa: E402,F401
