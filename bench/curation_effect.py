@@ -147,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
     args.work.mkdir(parents=True, exist_ok=True)
     params = reference_params(args.epochs)
     results = {}
-    posterior = np.array(ds.values(schema.OOF_PROBS), dtype=object) \
+    soft_labels = ds.values(schema.OOF_PROBS) \
         if ds.has_sample_field(schema.OOF_PROBS) else None
     for name, limits, accepts, soft in arms:
         name = f"soft_{name}" if soft else name
@@ -161,8 +161,9 @@ def main(argv: list[str] | None = None) -> int:
         targets = None
         if soft:   # a sample the signal did not score keeps its hard label
             hard = np.eye(len(classes))[y]
-            post = np.array([p if p is not None else hard[k] for k, p in enumerate(posterior[rows])], dtype=np.float64)
-            targets = (1 - args.soft_weight) * hard + args.soft_weight * post
+            soft_rows = np.array([soft_labels[i] if soft_labels[i] is not None else hard[k]
+                                  for k, i in enumerate(rows)], dtype=np.float64)
+            targets = (1 - args.soft_weight) * hard + args.soft_weight * soft_rows
         digest = hashlib.sha1(np.asarray(rows).tobytes() + y.tobytes()
                               + (b"" if targets is None else targets.round(4).tobytes())).hexdigest()[:12]
         # keyed on the training set, not the arm's name: arms with the same images and labels share a model

@@ -88,10 +88,9 @@ def load_split(samples: list[Sample], classes: list[str], desc: str = "images") 
     labels = torch.tensor([index[s.label] for s in samples], dtype=torch.long)
     soft = None
     if any(s.soft_label is not None for s in samples):   # a sample without one keeps its hard label
-        soft = F.one_hot(labels, len(classes)).float()
-        for i, s in enumerate(samples):
-            if s.soft_label is not None:
-                soft[i] = torch.tensor(s.soft_label)
+        hard = np.eye(len(classes), dtype=np.float32)[labels.numpy()]
+        soft = torch.from_numpy(np.array([s.soft_label if s.soft_label is not None else h
+                                          for s, h in zip(samples, hard)], dtype=np.float32))
     return SplitData(
         images=torch.from_numpy(images),
         labels=labels,
