@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fercurate.manifest import FORMAT, FORMAT_VERSION, content_hash, dumps
+from fercurate.manifest import FORMAT, FORMAT_VERSION, content_hash, dumps, sha256_file
 
 
 def main() -> None:
@@ -38,7 +38,7 @@ def main() -> None:
                 split = "val" if v else top
                 samples.append({"id": f.stem, "filepath": str(f.resolve()), "label": label, "split": split,
                                 "weight": 1.0, "original_label": label, "original_filepath": str(f.resolve()),
-                                "source": {"usage": f.stem.split("_")[0]}})
+                                "source": {"usage": f.stem.split("_")[0]}, "sha256": sha256_file(str(f))})
     lines = [dumps(s) for s in samples]
     counts = {sp: {c: sum(s["split"] == sp and s["label"] == c for s in samples) for c in classes}
               for sp in ("train", "val", "test")}

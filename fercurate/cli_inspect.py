@@ -42,13 +42,16 @@ def cmd_signals(args: argparse.Namespace) -> int:
 
 def cmd_report(args: argparse.Namespace) -> int:
     from fercurate import dataset
-    from fercurate.signals import computed
+    from fercurate.signals import computed, interrupted
     ds = dataset.load(args.name)
     sig = computed(ds)
     if args.json:
         print(json.dumps({"dataset": ds.name, "samples": len(ds),
                           "signals": {n: s.get("summary", {}) for n, s in sig.items()}}, indent=2, default=str))
         return 0
+    for name in interrupted(ds):
+        print(f"{name}: interrupted while writing its fields; run 'fercurate compute {ds.name} {name}' "
+              "(its proposed fixes are kept as they were)")
     if not sig:
         print(f"no signals computed for '{ds.name}' yet; run 'fercurate compute {ds.name}'")
         return 0
@@ -86,7 +89,7 @@ def noise_line(noise: dict) -> str:
 
 def cmd_status(args: argparse.Namespace) -> int:
     from fercurate import dataset, schema
-    from fercurate.signals import computed
+    from fercurate.signals import computed, interrupted
 
     if not args.name:
         names = dataset.list_datasets()
@@ -101,7 +104,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     info = {
         "dataset": ds.name, "samples": len(ds), "classes": ds.info.get(schema.INFO_CLASSES, []),
         "source": ds.info.get(schema.INFO_SOURCE, {}), "counts": counts,
-        "signals": computed(ds), "last_ingest": ds.info.get(schema.INFO_INGEST_REPORT, {}),
+        "signals": computed(ds), "interrupted_signals": interrupted(ds), "last_ingest": ds.info.get(schema.INFO_INGEST_REPORT, {}),
         "fixes": queues.counts(ds), "versions": [v["name"] for v in versions.list_versions(ds)],
     }
     if args.json:
@@ -114,8 +117,15 @@ def cmd_status(args: argparse.Namespace) -> int:
     if sig:
         for sname, s in sig.items():
             print(f"signal {sname:<13} computed {s.get('computed_at', '?')}: {summary_line(s.get('summary', {}))}")
-    else:
+    elif not info["interrupted_signals"]:
         print(f"signals: none computed yet (run 'fercurate compute {ds.name}')")
+    from fercurate import given_labels
+    edited = given_labels.edits(ds)
+    if edited:
+        print(f"labels: {len(edited)} given label(s) edited outside fercurate (e.g. {edited[0][0]}: "
+              f"'{edited[0][1]}' -> '{edited[0][2]}'); 'fercurate ingest {ds.name} --update' restores them")
+    for sname in info["interrupted_signals"]:
+        print(f"signal {sname:<13} interrupted while writing its fields: run 'fercurate compute {ds.name} {sname}'")
     for kind, by_status in info["fixes"].items():
         if any(by_status.values()):
             print(f"fixes  {kind:<15} " + ", ".join(f"{n} {s}" for s, n in by_status.items()))

@@ -18,7 +18,7 @@ from typing import Any
 import fiftyone as fo
 from fiftyone import ViewField as F
 
-from fercurate import config, schema
+from fercurate import config, given_labels, schema
 from fercurate.errors import FercurateError
 from fercurate.images import ImageInfo, hash_files, inspect_images
 from fercurate.sources import Record, Skipped, SourceScan
@@ -103,6 +103,7 @@ def _new_sample(record: Record, info: ImageInfo, layout: str) -> fo.Sample:
         metadata=_metadata(info),
         **{
             schema.GROUND_TRUTH: fo.Classification(label=record.label),
+            schema.INGESTED_LABEL: record.label,
             schema.SPLIT: record.split,
             schema.SOURCE: layout,
             schema.SOURCE_KEY: record.key,
@@ -124,6 +125,7 @@ def _create(name: str, scan: SourceScan) -> fo.Dataset:
     ds.add_sample_field(schema.SOURCE_KEY, fo.StringField)
     ds.add_sample_field(schema.FILE_HASH, fo.StringField)
     ds.add_sample_field(schema.GROUND_TRUTH, fo.EmbeddedDocumentField, embedded_doc_type=fo.Classification)
+    ds.add_sample_field(schema.INGESTED_LABEL, fo.StringField)
     ds.default_classes = list(scan.classes)
     ds.info[schema.INFO_CLASSES] = list(scan.classes)
     return ds
@@ -189,17 +191,24 @@ def _apply(ds: fo.Dataset, scan: SourceScan, hashes: dict[str, str], infos: dict
     changed = set(diff.relabelled) | set(diff.rewritten) | set(diff.moved)
     if changed:
         view = ds.match(F(schema.SOURCE_KEY).is_in(sorted(changed)))
-        for sample in view.iter_samples(autosave=True, progress=True):
-            r = by_key[sample[schema.SOURCE_KEY]]
-            sample[schema.GROUND_TRUTH] = fo.Classification(label=r.label)
-            sample.filepath = r.filepath
-            sample[schema.FILE_HASH] = hashes[r.key]
-            if r.key in infos:  # rewritten: its size or format may have changed
-                sample.metadata = _metadata(infos[r.key])
-            sample.tags = sorted((set(sample.tags) - set(schema.SPLITS)) | {r.split})
-            sample[schema.SPLIT] = r.split
+        with given_labels.writable(ds):
+            _rewrite(view, by_key, hashes, infos)
     if diff.added:
         ds.add_samples([_new_sample(by_key[k], infos[k], scan.layout) for k in diff.added], progress=True)
+
+
+def _rewrite(view, by_key: dict, hashes: dict[str, str], infos: dict[str, ImageInfo]) -> None:
+    """Bring changed samples in line with their source records (label, file, split)."""
+    for sample in view.iter_samples(autosave=True, progress=True):
+        r = by_key[sample[schema.SOURCE_KEY]]
+        sample[schema.GROUND_TRUTH] = fo.Classification(label=r.label)
+        sample[schema.INGESTED_LABEL] = r.label
+        sample.filepath = r.filepath
+        sample[schema.FILE_HASH] = hashes[r.key]
+        if r.key in infos:  # rewritten: its size or format may have changed
+            sample.metadata = _metadata(infos[r.key])
+        sample.tags = sorted((set(sample.tags) - set(schema.SPLITS)) | {r.split})
+        sample[schema.SPLIT] = r.split
 
 
 def _set_paths(ds: fo.Dataset, scan: SourceScan, keys: list[str]) -> None:
@@ -237,6 +246,7 @@ def ingest(scan: SourceScan, name: str, update: bool = False) -> IngestReport:
         ds.default_classes = sorted(set(ds.default_classes or []) | set(scan.classes)) if not created else list(scan.classes)
         ds.info[schema.INFO_CLASSES] = list(ds.default_classes)
         ds.info[schema.INFO_SOURCE] = {"layout": scan.layout, "path": str(scan.root), "ingested_at": now_iso()}
+    given_labels.protect(ds)
     report = IngestReport(name, scan.layout, str(scan.root), created, len(ds), skipped, diff, applied)
     report.report_path = str(_write_report(report))
     ds.info[schema.INFO_INGEST_REPORT] = {

@@ -4,7 +4,9 @@ JSON lines is the format ``training`` reads (see :mod:`fercurate.manifest`); the
 are those frozen, so two exports of one version are identical. ``csv`` is the sample
 lines as a table (for pandas and spreadsheets); ``folder`` writes
 ``<out>/<split>/<label>/<id>.<ext>`` (hard links where the filesystem allows, copies
-otherwise) plus the manifest, for tools that read an ImageFolder.
+otherwise) plus the manifest, for tools that read an ImageFolder. Every format first
+checks each image against the sha256 its line pins, and refuses a version whose bytes
+changed.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from typing import BinaryIO
 import fiftyone as fo
 from tqdm import tqdm
 
-from fercurate import versions
+from fercurate import images, manifest, schema, versions
 from fercurate.errors import FercurateError
 
 FORMATS = ("jsonl", "csv", "folder")
@@ -34,6 +36,8 @@ def export(ds: fo.Dataset, version: str, out: BinaryIO | Path, fmt: str = "jsonl
         raise FercurateError(f"unknown format '{fmt}'; choose from {', '.join(FORMATS)}")
     data = versions.manifest_bytes(ds, version)
     header = json.loads(data.split(b"\n", 1)[0])
+    if version != schema.RAW_VERSION:  # raw was hashed just now, as it was built
+        verify_bytes(_samples(data), f"version '{version}' of '{ds.name}'")
     if fmt == "jsonl":
         _write(out, data)
     elif fmt == "csv":
@@ -43,6 +47,18 @@ def export(ds: fo.Dataset, version: str, out: BinaryIO | Path, fmt: str = "jsonl
             raise FercurateError("--format folder needs --out DIR")
         _folder(data, out)
     return header
+
+
+def verify_bytes(samples: list[dict], what: str) -> None:
+    """Refuse, naming the first file, a version whose images are no longer the bytes it
+    pinned (a rewritten source, a recomputed crop). Version-1 lines carry no hash."""
+    pinned = [s for s in samples if s.get("sha256")]
+    found = images.map_files(manifest.sha256_file, [s["filepath"] for s in pinned], f"verifying {what}")
+    for s, digest in zip(pinned, found):
+        if digest != s["sha256"]:
+            state = "is missing or unreadable" if digest is None else "has changed"
+            raise FercurateError(f"{s['filepath']}: {state} since {what} was frozen (sha256 differs); restore "
+                                 "the file, or freeze a new version from the dataset as it is now")
 
 
 def _write(out: BinaryIO | Path, data: bytes) -> None:

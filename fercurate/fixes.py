@@ -25,7 +25,7 @@ from fiftyone import ViewField as F
 
 from fercurate import config, decisions, policy, schema
 from fercurate.errors import FercurateError
-from fercurate.proposals import PROPOSERS, Proposal
+from fercurate.proposals import PROPOSERS, SOURCE_SIGNAL, Proposal
 
 FIX_FIELDS = {kind: schema.fix_field(kind) for kind in schema.FIX_KINDS}
 
@@ -67,14 +67,21 @@ def propose(ds: fo.Dataset) -> dict[str, int]:
 
     Idempotent. A decided fix (or a label set by hand) is kept as it is: re-running a
     signal never undoes a curator's work. A pending fix is refreshed with the new
-    evidence, or withdrawn when its signal no longer proposes it.
+    evidence, or withdrawn when its signal no longer proposes it. The fixes of a signal
+    that was interrupted while writing its fields stay as they are (its fields may be
+    half-written) until it has run again.
     """
+    from fercurate.signals import interrupted
     declare_fields(ds)
     ids = ds.values("id")
     pending: dict[str, int] = {}
+    half_written = set(interrupted(ds))
     for kind, field in FIX_FIELDS.items():
-        proposals = PROPOSERS[kind](ds)
         current = ds.values(field)
+        if SOURCE_SIGNAL[kind] in half_written:
+            pending[kind] = sum(1 for c in current if c is not None and c[schema.FIX_STATUS] == schema.PENDING)
+            continue
+        proposals = PROPOSERS[kind](ds)
         new = [cur if cur is not None and cur[schema.FIX_STATUS] != schema.PENDING
                else (_fix_doc(kind, p) if p is not None else None)
                for cur, p in zip(current, proposals)]

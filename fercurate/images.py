@@ -63,20 +63,38 @@ def file_sha1(path: str) -> str | None:
         return None
 
 
-def _parallel(fn, paths: Iterable[str], desc: str) -> list:
+def file_digests(path: str) -> tuple[str, str] | None:
+    """(sha1, sha256) of the file's bytes, read once; None when it cannot be read."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError:
+        return None
+    return hashlib.sha1(data).hexdigest(), hashlib.sha256(data).hexdigest()
+
+
+def digest_files(paths: Iterable[str], desc: str = "hashing images") -> list[tuple[str, str] | None]:
+    """:func:`file_digests` over many files, in threads."""
+    return map_files(file_digests, paths, desc)
+
+
+def map_files(fn, paths: Iterable[str], desc: str) -> list:
+    """``fn`` over many files in 4 threads (file reads and PIL decodes release the GIL), in order."""
     paths = list(paths)
     with ThreadPoolExecutor(max_workers=4) as pool:
-        return list(tqdm(pool.map(fn, paths, chunksize=256), total=len(paths), desc=desc, unit=" img", leave=False))
+        # disable=None: no bar when stderr is not a terminal (an export piped into training stays quiet)
+        return list(tqdm(pool.map(fn, paths, chunksize=256), total=len(paths), desc=desc, unit=" img", leave=False,
+                         disable=None))
 
 
 def inspect_images(paths: Iterable[str], desc: str = "checking images") -> list[ImageInfo | str]:
     """:func:`inspect_image` over many files, in threads (PIL decodes without the GIL)."""
-    return _parallel(inspect_image, paths, desc)
+    return map_files(inspect_image, paths, desc)
 
 
 def hash_files(paths: Iterable[str], desc: str = "hashing images") -> list[str | None]:
     """:func:`file_sha1` over many files: the cheap check that a known file is unchanged."""
-    return _parallel(file_sha1, paths, desc)
+    return map_files(file_sha1, paths, desc)
 
 
 def read_gray(path: str) -> np.ndarray:

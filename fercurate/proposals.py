@@ -137,6 +137,12 @@ def _use_crop(ds: fo.Dataset) -> list[Proposal | None]:
     return out
 
 
+#: kind -> the signal whose fields its proposals come from
+SOURCE_SIGNAL: dict[str, str] = {
+    schema.RELABEL: "label_issues", schema.DROP_AMBIGUOUS: "label_issues", schema.DROP_DUPLICATE: "duplicates",
+    schema.DROP_NONFACE: "faces", schema.DROP_QUALITY: "quality", schema.USE_CROP: "faces",
+}
+
 #: kind -> rule producing one proposal (or None) per sample of the dataset, in its order
 PROPOSERS: dict[str, Callable[[fo.Dataset], list[Proposal | None]]] = {
     schema.RELABEL: _relabel,

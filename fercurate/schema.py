@@ -24,6 +24,7 @@ FER2013_USAGE_TO_SPLIT = {"Training": TRAIN, "PublicTest": VAL, "PrivateTest": T
 
 # --- sample fields -------------------------------------------------------------------
 GROUND_TRUTH = "ground_truth"      # fo.Classification: the label as the source gave it
+INGESTED_LABEL = "ingested_label"   # read-only copy of the given label as ingest wrote it (fercurate.given_labels)
 SPLIT = "split"                    # one of SPLITS (also set as a sample tag)
 SOURCE = "source"                  # source layout name, e.g. "fer2013_folder"
 SOURCE_KEY = "source_key"          # stable id inside the source (relative path, csv row)

@@ -25,7 +25,7 @@ import pymongo
 from pymongo.errors import DuplicateKeyError
 
 import fercurate
-from fercurate import config, decisions, fixes, manifest, schema
+from fercurate import config, decisions, fixes, images, manifest, schema
 from fercurate.errors import FercurateError
 from fercurate.signals.balance import class_weights, oversampling_plan
 
@@ -84,7 +84,7 @@ def _check_name(ds: fo.Dataset, name: str) -> None:
 def _rows(ds: fo.Dataset, curated_labels: bool) -> tuple[list[dict], int]:
     """One manifest sample per kept sample (sorted by split, then id), and how many fixes
     were left pending. ``curated_labels=False`` gives ``raw``: every sample as ingested."""
-    fields = ["id", "filepath", f"{schema.GROUND_TRUTH}.label", schema.SPLIT]
+    fields = ["id", "filepath", f"{schema.GROUND_TRUTH}.label", schema.SPLIT, schema.FILE_HASH]
     source_fields = [f for f in schema.SOURCE_FIELDS if ds.has_sample_field(f)]
     columns = dict(zip(fields + source_fields, ds.values(fields + source_fields)))
     n = len(columns["id"])
@@ -107,14 +107,32 @@ def _rows(ds: fo.Dataset, curated_labels: bool) -> tuple[list[dict], int]:
         if dropped or label is None:
             continue
         row = {"id": columns["id"][i], "filepath": path, "label": label, "split": columns[schema.SPLIT][i],
-               "original_label": given, "original_filepath": original,
+               "original_label": given, "original_filepath": original, "_ingested_sha1": columns[schema.FILE_HASH][i],
                "source": {f: columns[f][i] for f in source_fields if columns[f][i] is not None}}
         if soft[i] is not None:
             row["soft_label"] = [round(float(v), manifest.SOFT_LABEL_DECIMALS) for v in soft[i]]
         rows.append(row)
     order = {s: k for k, s in enumerate(schema.SPLITS)}
     rows.sort(key=lambda r: (order.get(r["split"], len(order)), r["split"], r["id"]))
+    _pin_bytes(ds, rows)
     return rows, (pending if curated_labels else 0)
+
+
+def _pin_bytes(ds: fo.Dataset, rows: list[dict]) -> None:
+    """Give every row the sha256 of the file it points at, refusing a file that cannot be
+    read or an original whose bytes changed since ingest (its signals and decisions were
+    made on other bytes)."""
+    digests = images.digest_files([r["filepath"] for r in rows], desc="pinning image bytes")
+    for r, digest in zip(rows, digests):
+        ingested = r.pop("_ingested_sha1")
+        if digest is None:
+            raise FercurateError(f"{r['filepath']}: cannot read the image of sample {r['id']}; restore it, or "
+                                 f"run 'fercurate ingest {ds.name} --update' to take its removal into account")
+        if r["filepath"] == r["original_filepath"] and ingested and digest[0] != ingested:
+            raise FercurateError(f"{r['filepath']}: changed since it was ingested (its signals and decisions were "
+                                 f"made on other bytes); run 'fercurate ingest {ds.name} --update' and "
+                                 f"'fercurate compute {ds.name}', then freeze")
+        r["sha256"] = digest[1]
 
 
 def _policy(name: str, rows: list[dict], classes: list[str]) -> dict:

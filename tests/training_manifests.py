@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from fercurate.manifest import FORMAT, FORMAT_VERSION, content_hash, dumps
+from fercurate.manifest import FORMAT, FORMAT_VERSION, content_hash, dumps, sha256_file
 
 CLASSES = ["angry", "disgust", "fear", "happy", "neutral", "sad", "surprise"]
 
@@ -38,7 +38,7 @@ def manifest_lines(root: Path, per_class: int = 8, splits: tuple[str, ...] = ("t
                 original = CLASSES[(ci + 1) % len(CLASSES)] if flip_every and seed % flip_every == 0 else label
                 samples.append({"id": f"s{seed}", "filepath": str(path), "label": label, "split": split,
                                 "weight": 1.0, "original_label": original, "original_filepath": str(path),
-                                "source": {"usage": split}})
+                                "source": {"usage": split}, "sha256": sha256_file(str(path))})
                 if soft:
                     samples[-1]["soft_label"] = [0.7 if k == ci else 0.3 if k == (ci + 1) % len(CLASSES) else 0.0
                                                  for k in range(len(CLASSES))]

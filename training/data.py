@@ -16,6 +16,8 @@ Rebalancing policy (the manifest header's ``policy``):
 
 from __future__ import annotations
 
+import hashlib
+import io
 import math
 from dataclasses import dataclass
 
@@ -67,10 +69,20 @@ class SplitData:
         return x.float().div_(255.0)
 
 
-def load_image(path: str) -> np.ndarray:
-    """One face as a 48x48 uint8 grayscale array (other sizes are resized)."""
+def load_image(path: str, sha256: str | None = None) -> np.ndarray:
+    """One face as a 48x48 uint8 grayscale array (other sizes are resized). With ``sha256``
+    (what the version pinned), bytes that differ stop the run: a frozen version trains on
+    the images it was frozen with, or not at all."""
     try:
-        with Image.open(path) as im:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError as e:
+        raise TrainingError(f"{path}: cannot read the image ({e.strerror}); restore it or re-export the version") from None
+    if sha256 is not None and hashlib.sha256(data).hexdigest() != sha256:
+        raise TrainingError(f"{path}: the image changed since the version was frozen (sha256 differs); restore "
+                            "the file, or freeze and export a new version")
+    try:
+        with Image.open(io.BytesIO(data)) as im:
             im = im.convert("L")
             if im.size != (IMAGE_SIZE, IMAGE_SIZE):
                 im = im.resize((IMAGE_SIZE, IMAGE_SIZE), Image.BILINEAR)
@@ -84,7 +96,7 @@ def load_split(samples: list[Sample], classes: list[str], desc: str = "images") 
     index = {c: i for i, c in enumerate(classes)}
     images = np.zeros((len(samples), 1, IMAGE_SIZE, IMAGE_SIZE), dtype=np.uint8)
     for i, s in enumerate(tqdm(samples, desc=f"load {desc}", unit="img", leave=False)):
-        images[i, 0] = load_image(s.filepath)
+        images[i, 0] = load_image(s.filepath, s.sha256)
     labels = torch.tensor([index[s.label] for s in samples], dtype=torch.long)
     soft = None
     if any(s.soft_label is not None for s in samples):   # a sample without one keeps its hard label

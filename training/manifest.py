@@ -15,7 +15,8 @@ from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from fercurate.manifest import FORMAT, FORMAT_VERSION, HEADER_KEYS, POLICIES, SAMPLE_KEYS, content_hash
+from fercurate.manifest import (FORMAT, HEADER_KEYS, POLICIES, READABLE_VERSIONS, SAMPLE_KEYS, SAMPLE_KEYS_V2,
+                                content_hash)
 
 from training.errors import TrainingError
 
@@ -36,6 +37,8 @@ class Sample:
     id: str
     #: P(true label | image, given label) in the header's class order, when the version has it
     soft_label: tuple[float, ...] | None = None
+    #: sha256 of the image's bytes when the version was frozen (format version 2)
+    sha256: str | None = None
 
 
 @dataclass
@@ -69,7 +72,8 @@ def read_manifest(lines: Iterable[str], source: str) -> Manifest:
         raise TrainingError(f"{source}: empty manifest; produce one with `fercurate export --view NAME`")
     header = _parse_header(lines[0], source)
     classes = header["classes"]
-    samples = [_parse_sample(line, i, source, classes) for i, line in enumerate(lines[1:], start=2)]
+    keys = SAMPLE_KEYS + (SAMPLE_KEYS_V2 if header["format_version"] >= 2 else ())
+    samples = [_parse_sample(line, i, source, classes, keys) for i, line in enumerate(lines[1:], start=2)]
     _check_complete(header, lines[1:], source)
     _check_splits(samples, header, source)
     return Manifest(header=header, samples=samples, source=source, text="".join(lines))
@@ -101,9 +105,10 @@ def _parse_header(line: str, source: str) -> dict:
     if header.get("format") != FORMAT:
         raise TrainingError(f"{source}:1: not a fercurate manifest (format={header.get('format')!r}, "
                             f"expected {FORMAT!r}); produce one with `fercurate export --view NAME`")
-    if header.get("format_version") != FORMAT_VERSION:
+    if header.get("format_version") not in READABLE_VERSIONS:
         raise TrainingError(f"{source}:1: manifest format_version {header.get('format_version')!r} is not "
-                            f"supported (this training reads version {FORMAT_VERSION}); re-export with a matching fercurate")
+                            f"supported (this training reads versions {', '.join(map(str, READABLE_VERSIONS))}); "
+                            "re-export with a matching fercurate")
     missing = [k for k in HEADER_KEYS if k not in header]
     if missing:
         raise TrainingError(f"{source}:1: header lacks {', '.join(missing)}; re-export the manifest")
@@ -119,9 +124,10 @@ def _parse_header(line: str, source: str) -> dict:
     return header
 
 
-def _parse_sample(line: str, lineno: int, source: str, classes: list[str]) -> Sample:
+def _parse_sample(line: str, lineno: int, source: str, classes: list[str],
+                  keys: tuple[str, ...] = SAMPLE_KEYS) -> Sample:
     record = _parse_json(line, lineno, source)
-    missing = [k for k in SAMPLE_KEYS if k not in record]
+    missing = [k for k in keys if k not in record]
     if missing:
         raise TrainingError(f"{source}:{lineno}: sample lacks {', '.join(missing)}; re-export the manifest")
     for key in ("label", "original_label"):
@@ -139,7 +145,17 @@ def _parse_sample(line: str, lineno: int, source: str, classes: list[str]) -> Sa
                             "the manifest points at files that moved or were deleted")
     return Sample(filepath=path, label=record["label"], original_label=record["original_label"],
                   split=record["split"], weight=float(weight), id=str(record["id"]),
-                  soft_label=_parse_soft_label(record.get("soft_label"), lineno, source, classes))
+                  soft_label=_parse_soft_label(record.get("soft_label"), lineno, source, classes),
+                  sha256=_parse_sha256(record.get("sha256"), lineno, source))
+
+
+def _parse_sha256(value, lineno: int, source: str) -> str | None:
+    if value is None:
+        return None
+    if not (isinstance(value, str) and len(value) == 64 and all(c in "0123456789abcdef" for c in value)):
+        raise TrainingError(f"{source}:{lineno}: 'sha256' must be 64 lowercase hex digits, got {value!r}; "
+                            "re-export the manifest")
+    return value
 
 
 def _parse_soft_label(value, lineno: int, source: str, classes: list[str]) -> tuple[float, ...] | None:

@@ -14,7 +14,7 @@ import time
 
 import fiftyone as fo
 
-from fercurate import schema
+from fercurate import given_labels, schema
 from fercurate.dataset import now_iso
 from fercurate.errors import FercurateError
 from fercurate.signals.base import SampleTable, Signal, clear_other_work, work_dir_for
@@ -74,6 +74,8 @@ def run_signals(ds: fo.Dataset, names: list[str] | None = None, recompute: bool 
     """
     outcome = {} if outcome is None else outcome
     order = resolve(names)
+    given_labels.protect(ds)         # datasets ingested before the lock get it now
+    given_labels.check_unedited(ds)  # labels edited behind the audit log are reported, not re-scored
     table = SampleTable.load(ds)
     fingerprints: dict[str, str] = {}
     ran: list[str] = []
@@ -99,6 +101,7 @@ def run_signals(ds: fo.Dataset, names: list[str] | None = None, recompute: bool 
         clear_other_work(work)
         log(f"{name}: computing on {len(table)} samples ...")
         t0 = time.perf_counter()
+        _mark_writing(ds, name, record)
         try:
             summary = signal.compute(ds, table, work)
         except FercurateError as e:
@@ -118,8 +121,8 @@ def run_signals(ds: fo.Dataset, names: list[str] | None = None, recompute: bool 
         seconds = round(time.perf_counter() - t0, 1)
         ds.reload()
         signals = dict(ds.info.get(schema.INFO_SIGNALS, {}))
-        signals[name] = {"fingerprint": fp, "params": signal.params_dict(), "computed_at": now_iso(),
-                         "seconds": seconds, "summary": summary}
+        signals[name] = {"state": COMPLETE, "fingerprint": fp, "params": signal.params_dict(),
+                         "computed_at": now_iso(), "seconds": seconds, "summary": summary}
         ds.info[schema.INFO_SIGNALS] = signals
         ds.save()
         log(f"{name}: done in {seconds} s")
@@ -128,6 +131,32 @@ def run_signals(ds: fo.Dataset, names: list[str] | None = None, recompute: bool 
     return ran
 
 
+#: a signal's record while its compute may be writing fields, and after its last write
+WRITING, COMPLETE = "writing", "complete"
+
+
+def _mark_writing(ds: fo.Dataset, name: str, record: dict) -> None:
+    """Record, before the signal's first write, that its fields are being rewritten.
+
+    The fingerprint goes, so a run killed at any point after this (mid-write, or with
+    half its fields reset) is redone by the next run instead of passing as up to date;
+    the fixes it proposes are left as they are until it completes (:func:`interrupted`).
+    """
+    ds.reload()
+    signals = dict(ds.info.get(schema.INFO_SIGNALS, {}))
+    signals[name] = {**{k: v for k, v in record.items() if k != "fingerprint"}, "state": WRITING,
+                     "started_at": now_iso()}
+    ds.info[schema.INFO_SIGNALS] = signals
+    ds.save()
+
+
 def computed(ds: fo.Dataset) -> dict[str, dict]:
-    """What ``dataset.info`` records about each computed signal (when, with what)."""
-    return dict(ds.info.get(schema.INFO_SIGNALS, {}))
+    """What ``dataset.info`` records about each signal whose last run completed (when,
+    with what); a run that was interrupted while writing is in :func:`interrupted`."""
+    return {n: r for n, r in ds.info.get(schema.INFO_SIGNALS, {}).items() if r.get("state", COMPLETE) == COMPLETE}
+
+
+def interrupted(ds: fo.Dataset) -> list[str]:
+    """Signals whose last run stopped after it began writing its fields: their fields may
+    be half old, half new until they are computed again."""
+    return [n for n, r in ds.info.get(schema.INFO_SIGNALS, {}).items() if r.get("state", COMPLETE) != COMPLETE]

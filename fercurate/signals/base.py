@@ -8,8 +8,9 @@ on) differs from the one recorded at its last complete run, or when ``recompute`
 
 Resumability: long work is split into chunks (or folds) saved under ``work_dir`` with
 :class:`ChunkStore`; an interrupted run leaves finished chunks on disk and the next run
-with the same fingerprint picks them up. Results reach the dataset in one write at the
-end, so a half-finished signal never shows half its fields.
+with the same fingerprint picks them up. The runner marks a signal's record incomplete
+before ``compute`` (which writes the fields) and complete after it returns, so a kill
+between two writes leaves a record the next run recomputes, never one it skips.
 """
 
 from __future__ import annotations
