@@ -186,3 +186,16 @@ def test_alignment_scales_a_turned_head_by_its_eye_to_lip_drop(eye_distance, lip
     assert right[0] - left[0] == pytest.approx(expected_eye_distance)
     assert left[1] == pytest.approx(0.40 * 64) and (left[0] + right[0]) / 2 == pytest.approx(32)
     assert lip[1] > left[1]  # upright: the lip below the eyes
+
+
+def test_mediapipe_native_logs_stay_off_the_terminal():
+    """absl/TFLite write to fd 2 from C++ when the graphs start; none of it reaches the user."""
+    import subprocess
+    import sys
+    code = ("import numpy as np; from fercurate.signals.faces import FaceAnalyzer, FacesParams; "
+            "a = FaceAnalyzer(FacesParams()); a.analyse(np.zeros((48, 48), np.uint8)); a.close(); "
+            "import sys; print('python stderr still works', file=sys.stderr)")
+    err = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120).stderr
+    assert "python stderr still works" in err
+    for noise in ("InitializeLog", "XNNPACK", "inference_feedback_manager"):
+        assert noise not in err, err

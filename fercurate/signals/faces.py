@@ -34,8 +34,11 @@ resumed run neither recomputes nor rewrites finished chunks.
 from __future__ import annotations
 
 import multiprocessing
+import os
+import sys
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -101,10 +104,33 @@ class FaceResult:
     seen_on_retry: bool = False        # only the permissive FaceMesh pass found a face
 
 
+@contextmanager
+def quiet_native_stderr():
+    """Silence what MediaPipe's C++ side (absl, TFLite) writes straight to file descriptor 2
+    while its graphs start ("All log messages before absl::InitializeLog()", "Created
+    TensorFlow Lite XNNPACK delegate", feedback-manager warnings): no Python setting or
+    environment variable reaches those writes. Python errors still raise as usual."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
 class FaceAnalyzer:
     """One process's MediaPipe graphs plus the canvas mapping around them."""
 
     def __init__(self, params: FacesParams):
+        with quiet_native_stderr():
+            self._start(params)
+            self.analyse(np.zeros((48, 48), np.uint8))  # the graphs log once, on their first image
+
+    def _start(self, params: FacesParams) -> None:
         import mediapipe as mp
 
         self.params = params
