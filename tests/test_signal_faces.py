@@ -1,5 +1,6 @@
 """faces: real faces get 468 landmarks and a level-eyed crop; text, icons and blanks are non-faces."""
 
+import hashlib
 from pathlib import Path
 
 import cv2
@@ -81,7 +82,8 @@ def test_a_real_face_gets_468_landmarks_a_box_and_an_aligned_crop(analysed, stem
     x, y, w, h = s[schema.FACE_DETECTION].bounding_box
     assert 0 <= x and 0 <= y and x + w <= 1 + 1e-6 and y + h <= 1 + 1e-6 and w * h > 0.25
     crop_path = Path(s[schema.ALIGNED_FILEPATH])
-    assert crop_path == config.media_dir(ds.name) / "aligned" / f"{s.id}.png"
+    digest = hashlib.sha256(crop_path.read_bytes()).hexdigest()
+    assert crop_path == config.media_dir(ds.name) / "aligned" / digest[:2] / f"{digest}.png"  # content-addressed
     crop = np.asarray(Image.open(crop_path))
     assert crop.shape == (64, 64) and crop.dtype == np.uint8
 
@@ -120,7 +122,7 @@ def test_text_icons_and_blanks_are_non_faces_without_a_crop(analysed, stem):
     assert s[schema.ALIGNMENT] == "no_face"
     assert s[schema.ALIGNED_FILEPATH] is None and s[schema.FACE_DETECTION] is None
     assert s[schema.FACE_LANDMARKS] is None
-    assert not (config.media_dir(ds.name) / "aligned" / f"{s.id}.png").exists()
+    assert s[schema.ALIGNED_FILEPATH] is None
 
 
 def test_summary_and_app_media_field(analysed):
@@ -199,3 +201,39 @@ def test_mediapipe_native_logs_stay_off_the_terminal():
     assert "python stderr still works" in err
     for noise in ("InitializeLog", "XNNPACK", "inference_feedback_manager"):
         assert noise not in err, err
+
+
+def test_recomputing_with_other_crop_parameters_keeps_the_crops_a_version_points_at(tmp_path, monkeypatch):
+    """A crop is stored under the sha256 of its bytes: new parameters add new files and
+    leave the old ones byte for byte, so a version frozen on them still exports."""
+    import io as _io
+    import json
+
+    from fercurate import export, fixes, versions
+
+    images = {f"real{i}": real_face(s) for i, s in enumerate(REAL_FACES[:2])}
+    images["rotated"] = rotated(real_face(REAL_FACES[0]), 20)
+    ds, ids = ingest_images(tmp_path / "src", images, "t-faces-content-addressed")
+    try:
+        assert run_signals(ds, ["faces"], log=lambda m: None) == ["faces"]
+        fixes.propose(ds)
+        fixes.decide(ds, [ids["rotated"]], schema.ACCEPT, [schema.USE_CROP], curator="ana")
+        versions.freeze(ds, "v1", curator="ana")
+        first = _io.BytesIO()
+        export.export(ds, "v1", first)
+        old = {i: Path(p) for i, p in zip(*ds.values(["id", schema.ALIGNED_FILEPATH]))}
+        lines = [json.loads(x) for x in first.getvalue().decode().splitlines()[1:]]
+        assert next(x for x in lines if x["id"] == ids["rotated"])["filepath"] == str(old[ids["rotated"]])
+        old_bytes = {i: p.read_bytes() for i, p in old.items()}
+
+        monkeypatch.setattr(faces.FacesSignal, "default_params", lambda self: faces.FacesParams(crop_px=56))
+        assert run_signals(ds, ["faces"], log=lambda m: None) == ["faces"]
+        ds.reload()
+        new = {i: Path(p) for i, p in zip(*ds.values(["id", schema.ALIGNED_FILEPATH]))}
+        assert all(new[i] != old[i] and np.asarray(Image.open(new[i])).shape == (56, 56) for i in new)
+        assert {i: p.read_bytes() for i, p in old.items()} == old_bytes  # untouched
+        again = _io.BytesIO()
+        export.export(ds, "v1", again)
+        assert again.getvalue() == first.getvalue()
+    finally:
+        ds.delete()

@@ -67,6 +67,8 @@ class Signal(ABC):
     requires: tuple[str, ...] = ()
     #: whether the result depends on the labels (then a relabel makes it stale)
     uses_labels: bool = False
+    #: bumped when the signal's saved work or fields change form, so older runs are redone
+    version: int = 1
 
     def __init__(self, params: Any = None):
         self.params = params if params is not None else self.default_params()
@@ -80,9 +82,11 @@ class Signal(ABC):
 
     def fingerprint(self, table: SampleTable, upstream: dict[str, str]) -> str:
         h = hashlib.sha256()
-        h.update(json.dumps({"signal": self.name, "params": self.params_dict(),
-                             "upstream": {k: upstream.get(k) for k in self.requires}},
-                            sort_keys=True, default=str).encode())
+        payload = {"signal": self.name, "params": self.params_dict(),
+                   "upstream": {k: upstream.get(k) for k in self.requires}}
+        if self.version != 1:  # version 1 fingerprints stay what they were
+            payload["version"] = self.version
+        h.update(json.dumps(payload, sort_keys=True, default=str).encode())
         for i, fh in zip(table.ids, table.file_hashes):
             h.update(f"{i}:{fh}\n".encode())
         if self.uses_labels:

@@ -28,11 +28,15 @@ Rules (documented in the summary too):
 
 Work runs in ``workers`` processes (each with its own MediaPipe graphs) over chunks
 saved through :class:`ChunkStore`; a chunk writes its crops when it is computed, so a
-resumed run neither recomputes nor rewrites finished chunks.
+resumed run neither recomputes nor rewrites finished chunks. A crop is saved under the
+sha256 of its bytes (``aligned/ab/ab12….png``): recomputing with other parameters adds
+new files and never overwrites or deletes one a frozen version points at.
 """
 
 from __future__ import annotations
 
+import hashlib
+import io
 import multiprocessing
 import os
 import sys
@@ -223,17 +227,39 @@ def aligned_crop(gray: np.ndarray, landmarks: np.ndarray, params: FacesParams) -
                           borderMode=cv2.BORDER_CONSTANT, borderValue=0)
 
 
+def crop_path(crop_dir: Path, digest: str) -> Path:
+    """Where the crop with these bytes lives: named by its sha256, so a crop is never
+    overwritten by other bytes and a frozen version that points at it stays exact."""
+    return crop_dir / digest[:2] / f"{digest}.png"
+
+
+def write_crop(crop: np.ndarray, crop_dir: Path) -> str:
+    """Save a crop under its content address (once); returns its sha256."""
+    buf = io.BytesIO()
+    Image.fromarray(crop).save(buf, format="PNG")
+    data = buf.getvalue()
+    digest = hashlib.sha256(data).hexdigest()
+    path = crop_path(crop_dir, digest)
+    if not path.is_file():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+        tmp.write_bytes(data)
+        tmp.replace(path)  # atomic: a reader never sees half a crop
+    return digest
+
+
 def analyse_chunk(analyzer: FaceAnalyzer, ids: list[str], paths: list[str], crop_dir: Path) -> dict[str, np.ndarray]:
-    """Run MediaPipe on one chunk and write its aligned crops (removing stale ones).
+    """Run MediaPipe on one chunk and write its aligned crops (content-addressed).
 
     Returns arrays relative to each original image: face_score (n,), box (n, 4) and
-    landmarks (n, 468, 2), NaN where nothing was found. A crop is written exactly for
-    the images with landmarks.
+    landmarks (n, 468, 2), NaN where nothing was found, and crop_sha256 (n,), "" where
+    there is no crop. A crop is written exactly for the images with landmarks; crops of
+    earlier runs are left in place (versions may point at them).
     """
     n = len(ids)
     out = {"face_score": np.zeros(n, np.float32), "seen_on_retry": np.zeros(n, bool),
            "box": np.full((n, 4), np.nan, np.float32),
-           "landmarks": np.full((n, N_LANDMARKS, 2), np.nan, np.float32)}
+           "landmarks": np.full((n, N_LANDMARKS, 2), np.nan, np.float32), "crop_sha256": np.full(n, "", "<U64")}
     for i, (sample_id, path) in enumerate(zip(ids, paths)):
         gray = read_gray(path)
         h, w = gray.shape
@@ -242,12 +268,9 @@ def analyse_chunk(analyzer: FaceAnalyzer, ids: list[str], paths: list[str], crop
         out["seen_on_retry"][i] = res.seen_on_retry
         if res.box is not None:
             out["box"][i] = res.box / [w, h, w, h]
-        crop_path = crop_dir / f"{sample_id}.png"
         if res.landmarks is not None:
             out["landmarks"][i] = res.landmarks / [w, h]
-            Image.fromarray(aligned_crop(gray, res.landmarks, analyzer.params)).save(crop_path)
-        else:
-            crop_path.unlink(missing_ok=True)  # left by a run with other parameters
+            out["crop_sha256"][i] = write_crop(aligned_crop(gray, res.landmarks, analyzer.params), crop_dir)
     return out
 
 
@@ -334,6 +357,7 @@ class FacesSignal(Signal):
     name = "faces"
     requires = ()
     uses_labels = False
+    version = 2  # 2: content-addressed crops (chunks saved by version 1 lack crop_sha256)
     #: worker processes, each with its own MediaPipe graphs (not a parameter: results do not depend on it)
     workers: int = 2
 
@@ -363,7 +387,7 @@ class FacesSignal(Signal):
         set_field(ds, schema.ALIGNMENT, table.ids, status.tolist())
         set_field(ds, schema.FACE_ROLL, table.ids, eye_roll(ds, table, res["eye_vector"]))
         set_field(ds, schema.ALIGNED_FILEPATH, table.ids,
-                  [str(crop_dir / f"{i}.png") if a else None for i, a in zip(table.ids, res["has_mesh"])])
+                  [str(crop_path(crop_dir, d)) if d else None for d in res["crop_sha256"].tolist()])
         self._write_landmarks(ds, table, store, keys)
         self._register_media_field(ds)
         return self._summary(table, res["face_score"], non_face, res["has_mesh"])
@@ -421,7 +445,7 @@ def _load_results(store: ChunkStore, keys: list[tuple[str, slice]]) -> dict[str,
     """face_score, seen_on_retry, box, has_mesh and eye_vector (right minus left eye centre,
     relative coordinates) of every sample, from the saved chunks."""
     parts: dict[str, list[np.ndarray]] = {"face_score": [], "seen_on_retry": [], "box": [], "has_mesh": [],
-                                          "eye_vector": []}
+                                          "eye_vector": [], "crop_sha256": []}
     left, right = _eye_indices()
     for key, _ in keys:
         arrays = store.load(key)
