@@ -10,7 +10,7 @@ from PIL import Image, ImageDraw
 
 from fercurate import config, schema
 from fercurate.errors import FercurateError
-from fercurate.signals import computed, faces, run_signals
+from fercurate.signals import computed, face_model, faces, run_signals
 from fercurate.signals.base import SampleTable
 from tests.factories import ingest_images
 
@@ -46,13 +46,13 @@ def no_entry_icon() -> np.ndarray:
 
 def eye_tilt_px(gray: np.ndarray) -> tuple[float, float]:
     """(vertical offset between the eye centres, their distance) as FaceMesh sees them."""
-    analyzer = faces.FaceAnalyzer(faces.FacesParams())
+    analyzer = face_model.FaceAnalyzer(face_model.FacesParams())
     try:
         landmarks = analyzer.analyse(gray).landmarks
     finally:
         analyzer.close()
     assert landmarks is not None
-    left, right = faces.eye_centres(landmarks)
+    left, right = face_model.eye_centres(landmarks)
     return float(right[1] - left[1]), float(np.linalg.norm(right - left))
 
 
@@ -92,11 +92,11 @@ def test_a_real_face_gets_468_landmarks_a_box_and_an_aligned_crop(analysed, stem
 def test_the_aligned_crop_has_level_eyes_at_the_set_distance(analysed, stem):
     ds, ids = analysed
     s = ds[ids[stem]]
-    params = faces.FacesParams()
+    params = face_model.FacesParams()
     # the stored landmarks (relative to the original) map the eyes onto one row...
     points = np.array(s[schema.FACE_LANDMARKS].keypoints[0].points) * 48
-    m = faces.alignment_matrix(points, params)
-    left, right = (m @ [*e, 1.0] for e in faces.eye_centres(points))
+    m = face_model.alignment_matrix(points, params)
+    left, right = (m @ [*e, 1.0] for e in face_model.eye_centres(points))
     assert abs(left[1] - right[1]) < 1e-3 and left[0] < right[0]
     # ...and FaceMesh run again on the written crop agrees
     dy, distance = eye_tilt_px(np.asarray(Image.open(s[schema.ALIGNED_FILEPATH])))
@@ -139,7 +139,7 @@ def test_an_interrupted_faces_run_resumes_without_recomputing_finished_chunks(tm
     images = {f"img{i}": rotated(real_face(REAL_FACES[i % 3]), 2 * i) for i in range(8)}  # all distinct
     ds, _ = ingest_images(tmp_path / "src", images, unique_name)
     table = SampleTable.load(ds)
-    signal = faces.FacesSignal(faces.FacesParams(chunk_size=2))  # 4 chunks over 2 worker processes
+    signal = faces.FacesSignal(face_model.FacesParams(chunk_size=2))  # 4 chunks over 2 worker processes
     signal.workers = 2
     work = tmp_path / "work"
     victim = Path(table.filepaths[4])  # in the third chunk
@@ -164,14 +164,14 @@ def test_an_interrupted_faces_run_resumes_without_recomputing_finished_chunks(tm
 def _synthetic_landmarks(eye_distance: float, lip_drop: float) -> np.ndarray:
     """Landmarks with the eye contours centred eye_distance apart on a 30-degree line
     and the upper lip lip_drop below their midpoint (the rest are never read)."""
-    left_idx, right_idx = faces._eye_indices()
+    left_idx, right_idx = face_model.eye_indices()
     angle = np.radians(30)
     along, across = np.array([np.cos(angle), np.sin(angle)]), np.array([-np.sin(angle), np.cos(angle)])
     mid = np.array([24.0, 20.0])
     points = np.zeros((468, 2))
     points[left_idx] = mid - along * eye_distance / 2
     points[right_idx] = mid + along * eye_distance / 2
-    points[faces.UPPER_LIP] = mid + across * lip_drop
+    points[face_model.UPPER_LIP] = mid + across * lip_drop
     return points
 
 
@@ -181,9 +181,9 @@ def _synthetic_landmarks(eye_distance: float, lip_drop: float) -> np.ndarray:
 ])
 def test_alignment_scales_a_turned_head_by_its_eye_to_lip_drop(eye_distance, lip_drop, expected_eye_distance):
     points = _synthetic_landmarks(eye_distance, lip_drop)
-    m = faces.alignment_matrix(points, faces.FacesParams())
-    left, right = (m @ [*e, 1.0] for e in faces.eye_centres(points))
-    lip = m @ [*points[faces.UPPER_LIP], 1.0]
+    m = face_model.alignment_matrix(points, face_model.FacesParams())
+    left, right = (m @ [*e, 1.0] for e in face_model.eye_centres(points))
+    lip = m @ [*points[face_model.UPPER_LIP], 1.0]
     assert left[1] == pytest.approx(right[1]) and right[0] > left[0]
     assert right[0] - left[0] == pytest.approx(expected_eye_distance)
     assert left[1] == pytest.approx(0.40 * 64) and (left[0] + right[0]) / 2 == pytest.approx(32)
@@ -226,7 +226,7 @@ def test_recomputing_with_other_crop_parameters_keeps_the_crops_a_version_points
         assert next(x for x in lines if x["id"] == ids["rotated"])["filepath"] == str(old[ids["rotated"]])
         old_bytes = {i: p.read_bytes() for i, p in old.items()}
 
-        monkeypatch.setattr(faces.FacesSignal, "default_params", lambda self: faces.FacesParams(crop_px=56))
+        monkeypatch.setattr(faces.FacesSignal, "default_params", lambda self: face_model.FacesParams(crop_px=56))
         assert run_signals(ds, ["faces"], log=lambda m: None) == ["faces"]
         ds.reload()
         new = {i: Path(p) for i, p in zip(*ds.values(["id", schema.ALIGNED_FILEPATH]))}
