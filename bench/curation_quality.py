@@ -12,7 +12,8 @@ On the images with votes it reports:
   size, so that precision@2000 on FER2013's train reads as precision@250 on val);
 * relabel proposals whose target is the crowd label (overall, top 100 / 500 by score);
   drop_ambiguous proposals whose given label the crowd disputes;
-* not-a-face flags against the crowd's unusable images (dropped, or >= 5 of 10 NF votes);
+* unusable-image flags (``is_unusable``, and faces' ``is_non_face`` alone) against the crowd's
+  unusable images (dropped, or >= 5 of 10 NF votes);
 * the labels after accepting every proposal, and after each auto-accept policy:
   accuracy against the crowd on the images kept, and the share kept;
 * soft labels against the crowd's vote distribution: the one-hot given label, the
@@ -122,7 +123,8 @@ def main(argv: list[str] | None = None) -> int:
     classes = list(ds.info[schema.INFO_CLASSES])
     keys, splits, given, probs, quality = ds.values(
         [schema.SOURCE_KEY, schema.SPLIT, f"{schema.GROUND_TRUTH}.label", schema.OOF_PROBS, schema.LABEL_QUALITY])
-    nonface = ds.values(schema.IS_NON_FACE) if ds.has_sample_field(schema.IS_NON_FACE) else None
+    unusable_flags = {f: ds.values(f) for f in (schema.IS_UNUSABLE, schema.IS_NON_FACE) if ds.has_sample_field(f)}
+    reasons_col = ds.values(schema.USABILITY_REASONS) if ds.has_sample_field(schema.USABILITY_REASONS) else None
     cols = {"given": given, "fixes": {k: [d.to_dict() if d is not None else None for d in ds.values(f)]
                                       for k, f in fixes.FIX_FIELDS.items() if ds.has_sample_field(f)}}
     for k in schema.FIX_KINDS:
@@ -170,12 +172,19 @@ def main(argv: list[str] | None = None) -> int:
     ambiguous = {"proposed": len(amb), "given_disputed_by_crowd": share(np.array([wrong[j] for j in amb])),
                  "given_disputed_top500": share(np.array([wrong[j] for j in amb[:500]]))}
     unusable = ~votes.usable[v]
-    if nonface is None:
-        not_a_face = {"unusable": int(unusable.sum()), "flagged": None, "note": "faces signal not computed"}
-    else:
-        flag = np.array([bool(nonface[i]) for i in rows])
-        not_a_face = {"unusable": int(unusable.sum()), "flagged": int(flag.sum()),
-                      "precision": share(unusable[flag]), "recall": share(flag[unusable])}
+    # the usability signal's flag, and faces' is_non_face alone for comparison
+    not_a_face: dict = {"unusable": int(unusable.sum())}
+    for field, column in unusable_flags.items():
+        flag = np.array([bool(column[i]) for i in rows])
+        not_a_face[field] = {"flagged": int(flag.sum()), "precision": share(unusable[flag]),
+                             "recall": share(flag[unusable])}
+    if reasons_col is not None:
+        for reason in schema.USABILITY_REASON_NAMES:
+            flag = np.array([reason in (reasons_col[i] or []) for i in rows])
+            not_a_face.setdefault("by_reason", {})[reason] = {"flagged": int(flag.sum()),
+                                                              "unusable": int((flag & unusable).sum())}
+    if not unusable_flags:
+        not_a_face["note"] = "faces / usability signals not computed"
 
     dist = votes.crowd_distribution(classes)[v]
     sm = m & (dist.sum(1) > 0)

@@ -75,6 +75,8 @@ def plant_findings(ds: fo.Dataset, seed: int = 0) -> dict[str, int]:
         schema.DUP_SCORE: {s: 0.0 for s in group},
         schema.DUP_LABEL_CONFLICT: {s: False for s in group}, schema.DUP_CROSS_SPLIT: {s: False for s in group},
         schema.IS_NON_FACE: {ids[i]: True for i in nonface}, schema.FACE_SCORE: {ids[i]: 0.0 for i in nonface},
+        schema.IS_UNUSABLE: {ids[i]: True for i in nonface}, schema.USABILITY: {ids[i]: 0.1 for i in nonface},
+        schema.USABILITY_REASONS: {ids[i]: ["no_face", "graphic"] for i in nonface},
         schema.IS_LOW_QUALITY: {ids[i]: True for i in blurry},
         schema.QUALITY_SCORE: {ids[i]: float(rng.uniform(0, 0.2)) for i in blurry},
         schema.QUALITY_ISSUES: {ids[i]: ["blurry"] for i in blurry},

@@ -29,6 +29,8 @@ def add_review_commands(sub) -> None:
                                    "time; 'undo' takes back the latest one.",
                        epilog="examples:\n"
                               "  fercurate decide fer2013 accept --view review-duplicates --kind drop_duplicate\n"
+                              "  fercurate decide fer2013 accept --kind relabel --max-score 0.2   # a queue's strongest\n"
+                              "  fercurate decide fer2013 reject --view review-nonface --min-score 0.45\n"
                               "  fercurate decide fer2013 accept --auto            # policies: "
                               + ", ".join(f"{n} ({p.description})" for n, p in policy.POLICIES.items()),
                        formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -39,6 +41,11 @@ def add_review_commands(sub) -> None:
                         "queue's own kind with --view review-...)")
     s.add_argument("--auto", nargs="?", const="default", metavar="POLICY",
                    help="with accept: only the fixes the auto-accept policy passes (default policy: default)")
+    s.add_argument("--max-score", type=float, metavar="T",
+                   help="only the PENDING fixes of one kind (--kind or a queue --view) with score <= T: the "
+                        "strongest evidence (over the whole dataset unless --ids/--view narrow it)")
+    s.add_argument("--min-score", type=float, metavar="T",
+                   help="only the PENDING fixes of one kind with score >= T: the weakest evidence")
     pick = s.add_mutually_exclusive_group()
     pick.add_argument("--ids", nargs="+", metavar="ID", help="sample ids")
     pick.add_argument("--view", metavar="SAVED_VIEW", help="every sample of a saved view, e.g. review-duplicates")
@@ -142,8 +149,11 @@ def cmd_decide(args: argparse.Namespace) -> int:
               + ", ".join(f"{k} {n}" for k, n in done.items()))
         print(f"review or undo them: fercurate decisions {ds.name}  |  fercurate decide {ds.name} undo --ids ...")
         return 0
+    if args.max_score is not None or args.min_score is not None:
+        return _decide_by_score(ds, args)
     if not (args.ids or args.view):
-        raise FercurateError("say which samples: --ids ID... or --view SAVED_VIEW (or accept --auto)")
+        raise FercurateError("say which samples: --ids ID... or --view SAVED_VIEW (or accept --auto, "
+                             "or --kind KIND --max-score T)")
     ids = _sample_ids(ds, args)
     kinds = queue_kinds(args)
     if args.action == "undo":
@@ -152,6 +162,25 @@ def cmd_decide(args: argparse.Namespace) -> int:
         n = fixes.decide(ds, ids, args.action, kinds, args.curator, only_pending=not args.kind)
     print(f"{args.action}: {n} fix(es) changed on {len(ids)} sample(s)"
           + (f" ({', '.join(kinds)})" if kinds else ""))
+    return 0
+
+
+def _decide_by_score(ds, args: argparse.Namespace) -> int:
+    """accept/reject the pending fixes of one kind whose score is within --max-score/--min-score."""
+    from fercurate import fixes, queues
+    if args.action == "undo":
+        raise FercurateError("--max-score/--min-score go with accept or reject, not undo")
+    kinds = queue_kinds(args)
+    if not kinds or len(kinds) != 1:
+        raise FercurateError("--max-score/--min-score decide one fix kind: add --kind KIND "
+                             f"({', '.join(schema.FIX_KINDS)}) or --view review-...")
+    fixes.check_kinds(kinds)
+    view = ds.select(_sample_ids(ds, args)) if (args.ids or args.view) else ds
+    ids = queues.pending_by_score(view, kinds[0], at_most=args.max_score, at_least=args.min_score)
+    n = fixes.decide(ds, ids, args.action, kinds, args.curator) if ids else 0
+    bounds = " and ".join(b for b in (f"score <= {args.max_score:g}" if args.max_score is not None else "",
+                                      f"score >= {args.min_score:g}" if args.min_score is not None else "") if b)
+    print(f"{args.action}: {n} pending {kinds[0]} fix(es) with {bounds} changed")
     return 0
 
 

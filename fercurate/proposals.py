@@ -111,8 +111,11 @@ def _drop_duplicate(ds: fo.Dataset) -> list[Proposal | None]:
 
 
 def _drop_nonface(ds: fo.Dataset) -> list[Proposal | None]:
-    flags, scores = _column(ds, schema.IS_NON_FACE), _column(ds, schema.FACE_SCORE)
-    return [Proposal(s or 0.0, "faces", {}) if f else None for f, s in zip(flags, scores)]
+    """Unusable images (the kind keeps its first name so earlier decisions stay attached)."""
+    flags, scores = _column(ds, schema.IS_UNUSABLE), _column(ds, schema.USABILITY)
+    reasons = _column(ds, schema.USABILITY_REASONS)
+    return [Proposal(s or 0.0, "usability", {"reasons": list(r or [])}) if f else None
+            for f, s, r in zip(flags, scores, reasons)]
 
 
 def _drop_quality(ds: fo.Dataset) -> list[Proposal | None]:
@@ -140,7 +143,7 @@ def _use_crop(ds: fo.Dataset) -> list[Proposal | None]:
 #: kind -> the signal whose fields its proposals come from
 SOURCE_SIGNAL: dict[str, str] = {
     schema.RELABEL: "label_issues", schema.DROP_AMBIGUOUS: "label_issues", schema.DROP_DUPLICATE: "duplicates",
-    schema.DROP_NONFACE: "faces", schema.DROP_QUALITY: "quality", schema.USE_CROP: "faces",
+    schema.DROP_NONFACE: "usability", schema.DROP_QUALITY: "quality", schema.USE_CROP: "faces",
 }
 
 #: kind -> rule producing one proposal (or None) per sample of the dataset, in its order

@@ -48,6 +48,22 @@ def pending_ids(ds: fo.Dataset, kind: str, limit: int) -> list[str]:
     return queue.match(F(f"{FIX_FIELDS[kind]}.{schema.FIX_STATUS}") == schema.PENDING).limit(limit).values("id")
 
 
+def pending_by_score(view, kind: str, at_most: float | None = None, at_least: float | None = None) -> list[str]:
+    """Ids in ``view`` whose pending ``kind`` fix has a score within the bounds (inclusive):
+    ``at_most`` picks the strongest evidence (to accept), ``at_least`` the weakest (to reject)."""
+    check_kinds([kind])
+    field = FIX_FIELDS[kind]
+    if not view.has_sample_field(field):
+        return []
+    match = F(f"{field}.{schema.FIX_STATUS}") == schema.PENDING
+    score = F(f"{field}.{schema.FIX_SCORE}")
+    if at_most is not None:
+        match &= score <= at_most
+    if at_least is not None:
+        match &= score >= at_least
+    return view.match(match).values("id")
+
+
 def next_pending(ds: fo.Dataset, kind: str, current: str | None = None, skipped: Iterable[str] = ()) -> str | None:
     """The first pending sample of a queue that is neither ``current`` nor skipped (wraps
     to the skipped ones when nothing else is left), or None."""

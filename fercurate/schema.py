@@ -80,6 +80,13 @@ FACE_LANDMARKS = "face_landmarks"          # fo.Keypoints (468 FaceMesh points, 
 ALIGNMENT = "alignment"                    # "aligned" | "no_face" | "no_landmarks"
 ALIGNED_FILEPATH = "aligned_filepath"      # media field: the aligned crop (None if not aligned)
 
+# usability: is this a face one can read an emotion from (no face, graphic, tiny face)
+USABILITY = "usability"                    # [0, 1], below 0.5 = flagged
+IS_UNUSABLE = "is_unusable"
+USABILITY_REASONS = "usability_reasons"    # list of USABILITY_REASON_NAMES that apply
+FLAT_SHARE = "flat_share"                  # share of pixels in flat (gradient-free) areas
+USABILITY_REASON_NAMES: tuple[str, ...] = ("no_face", "graphic", "tiny_face")
+
 # duplicates: exact (pixel-identical) and near (re-encoded, re-cropped, shifted)
 DUP_GROUP = "dup_group"                    # group id shared by all members, None if unique
 DUP_KIND = "dup_kind"                      # "exact" | "near" | None
@@ -158,7 +165,7 @@ QUEUE_LABELS: dict[str, str] = {
     RELABEL: "label issues",
     DROP_AMBIGUOUS: "label disputed, no clear answer",
     DROP_DUPLICATE: "duplicates",
-    DROP_NONFACE: "not a face",
+    DROP_NONFACE: "unusable image (no face, graphic, tiny face)",
     DROP_QUALITY: "low quality",
     USE_CROP: "aligned crops",
 }

@@ -128,6 +128,9 @@ def planted_review_dataset(root: Path, name: str):
         schema.DUP_CROSS_SPLIT: {i: i in (planted["keeper"], planted["duplicate"]) for i in ids},
         schema.IS_NON_FACE: {i: i == planted["nonface"] for i in ids},
         schema.FACE_SCORE: {i: 0.0 if i == planted["nonface"] else 0.9 for i in ids},
+        schema.IS_UNUSABLE: {i: i == planted["nonface"] for i in ids},
+        schema.USABILITY: {i: 0.1 if i == planted["nonface"] else 0.9 for i in ids},
+        schema.USABILITY_REASONS: {i: (["no_face", "graphic"] if i == planted["nonface"] else []) for i in ids},
         schema.IS_LOW_QUALITY: {i: i == planted["blank"] for i in ids},
         schema.QUALITY_SCORE: {i: 0.1 if i == planted["blank"] else 0.9 for i in ids},
         schema.QUALITY_ISSUES: {i: (["blank"] if i == planted["blank"] else []) for i in ids},
@@ -186,7 +189,9 @@ def plant_findings(ds) -> dict[str, str]:
                     schema.DUP_SCORE: {i: 0.0 for i in pair},
                     schema.DUP_LABEL_CONFLICT: {i: label_of[pair[0]] != label_of[pair[1]] for i in pair},
                     schema.DUP_CROSS_SPLIT: {i: False for i in pair}})
-    set_fields(ds, {schema.IS_NON_FACE: {roles["nonface"]: True}, schema.FACE_SCORE: {roles["nonface"]: 0.0}})
+    set_fields(ds, {schema.IS_NON_FACE: {roles["nonface"]: True}, schema.FACE_SCORE: {roles["nonface"]: 0.0},
+                    schema.IS_UNUSABLE: {roles["nonface"]: True}, schema.USABILITY: {roles["nonface"]: 0.1},
+                    schema.USABILITY_REASONS: {roles["nonface"]: ["no_face", "graphic"]}})
     set_fields(ds, {schema.IS_LOW_QUALITY: {roles["blurry"]: True}, schema.QUALITY_SCORE: {roles["blurry"]: 0.1},
                     schema.QUALITY_ISSUES: {roles["blurry"]: ["blurry"]}})
     fixes.propose(ds)

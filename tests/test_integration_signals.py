@@ -55,6 +55,10 @@ def test_faces_are_found_on_most_images_and_crops_are_uniform(scored):
     ds, _ = scored
     non_faces = ds.count_values(schema.IS_NON_FACE).get(True, 0)
     assert non_faces < 0.1 * 700
+    # real faces: almost none is unusable, and every flag says why
+    assert ds.count_values(schema.IS_UNUSABLE).get(True, 0) <= non_faces
+    flagged = ds.match(fo.ViewField(schema.IS_UNUSABLE) == True)  # noqa: E712
+    assert all(r for r in flagged.values(schema.USABILITY_REASONS))
     aligned = ds.match(fo.ViewField(schema.ALIGNMENT) == "aligned")
     assert len(aligned) > 0.85 * 700
     sizes = {Image.open(p).size for p in aligned.values(schema.ALIGNED_FILEPATH)[:50]}

@@ -59,8 +59,8 @@ def relabel_status(ds, sid: str) -> str | None:
 
 def test_plugin_registers_every_operator_and_the_panel(plugins_dir):
     listed = {o.uri for o in foo.list_operators(type="operator")}
-    for name in ("accept_fixes", "reject_fixes", "undo_fixes", "set_label", "freeze_version", "auto_accept",
-                 "open_queue"):
+    for name in ("accept_fixes", "reject_fixes", "decide_by_score", "undo_fixes", "set_label", "freeze_version",
+                 "auto_accept", "open_queue"):
         assert op(name) in listed
     assert op("review_panel") in {p.uri for p in foo.list_operators(type="panel")}
 
@@ -112,6 +112,27 @@ def test_auto_accept_shows_what_passes_then_accepts_it_as_the_policy(planted):
         schema.ACCEPTED, schema.PENDING, schema.ACCEPTED]
     assert ds[roles["issue0"]][schema.fix_field(schema.RELABEL)][schema.FIX_CURATOR] == "auto:default"
     assert status(ds, roles["dup"], schema.DROP_DUPLICATE) == schema.PENDING  # only the chosen kind
+
+
+def test_a_queue_is_accepted_or_rejected_by_score_with_the_count_shown_first(planted):
+    ds, roles = planted
+    ds.set_values(f"{schema.fix_field(schema.RELABEL)}.{schema.FIX_SCORE}",
+                  {roles["issue0"]: 0.1, roles["issue1"]: 0.45, roles["issue2"]: 0.25}, key_field="id")
+    params = {"queue": schema.RELABEL, "action": schema.ACCEPT, "threshold": 0.3}
+    form = resolve_input("decide_by_score", ds, params)
+    assert "accept 2 of the 3 pending 'label issues' fixes (score ≤ 0.300)" in form["properties"]["summary"]["view"]["label"]
+    assert run("decide_by_score", ds, params)["changed"] == 2
+    assert [relabel_status(ds, roles[r]) for r in ("issue0", "issue1", "issue2")] == [
+        schema.ACCEPTED, schema.PENDING, schema.ACCEPTED]
+    # the weakest evidence the other way, only pending fixes of that queue
+    params = {"queue": schema.RELABEL, "action": schema.REJECT, "threshold": 0.2}
+    form = resolve_input("decide_by_score", ds, params)
+    assert "reject 1 of the 1 pending" in form["properties"]["summary"]["view"]["label"]
+    assert run("decide_by_score", ds, params)["changed"] == 1
+    assert [relabel_status(ds, roles[r]) for r in ("issue0", "issue1", "issue2")] == [
+        schema.ACCEPTED, schema.REJECTED, schema.ACCEPTED]
+    assert status(ds, roles["dup"], schema.DROP_DUPLICATE) == schema.PENDING
+    assert ds[roles["issue1"]][schema.fix_field(schema.RELABEL)][schema.FIX_CURATOR] == "tester"
 
 
 def test_undo_restores_the_previous_status_and_the_curated_fields(planted):

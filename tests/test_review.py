@@ -120,7 +120,7 @@ def test_repropose_keeps_decisions_and_withdraws_stale_pending_fixes(planted):
     ds, ids = planted
     fixes.decide(ds, [ids["nonface"]], schema.ACCEPT, curator="ana")
     # the signals change their minds: nothing is flagged any more
-    ds.set_values(schema.IS_NON_FACE, {i: False for i in ds.values("id")}, key_field="id")
+    ds.set_values(schema.IS_UNUSABLE, {i: False for i in ds.values("id")}, key_field="id")
     ds.set_values(schema.IS_LOW_QUALITY, {i: False for i in ds.values("id")}, key_field="id")
     fixes.propose(ds)
     assert fix(ds, ids["nonface"], schema.DROP_NONFACE)[schema.FIX_STATUS] == schema.ACCEPTED
@@ -228,6 +228,27 @@ def test_cli_auto_accept_and_its_errors(planted, capsys):
     assert "--auto goes with accept" in capsys.readouterr().err
     assert cli.main(["decide", ds.name, "accept"]) == 2
     assert "--ids" in capsys.readouterr().err
+
+
+def test_cli_decides_a_queue_by_score_and_names_its_errors(planted, capsys):
+    ds, ids = planted
+    assert cli.main(["decide", ds.name, "accept", "--kind", schema.DROP_NONFACE, "--max-score", "0.05"]) == 0
+    assert "accept: 0 pending drop_nonface" in capsys.readouterr().out  # its usability is 0.1
+    assert fix(ds, ids["nonface"], schema.DROP_NONFACE)[schema.FIX_STATUS] == schema.PENDING
+    assert cli.main(["decide", ds.name, "accept", "--kind", schema.DROP_NONFACE, "--max-score", "0.1",
+                     "--curator", "ana"]) == 0
+    assert "accept: 1 pending drop_nonface fix(es) with score <= 0.1 changed" in capsys.readouterr().out
+    assert fix(ds, ids["nonface"], schema.DROP_NONFACE)[schema.FIX_CURATOR] == "ana"
+    # a queue view names the kind; the weakest evidence is rejected
+    assert cli.main(["decide", ds.name, "reject", "--view", schema.QUEUE_VIEWS[schema.DROP_AMBIGUOUS],
+                     "--min-score", "0.5"]) == 0
+    assert fix(ds, ids["ambiguous"], schema.DROP_AMBIGUOUS)[schema.FIX_STATUS] == schema.REJECTED
+    assert fix(ds, ids["mislabeled"], schema.RELABEL)[schema.FIX_STATUS] == schema.PENDING
+    for bad, says in ((["accept", "--max-score", "0.3"], "add --kind KIND"),
+                      (["undo", "--kind", schema.RELABEL, "--max-score", "0.3"], "not undo")):
+        assert cli.main(["decide", ds.name, *bad]) == 2
+        err = capsys.readouterr().err
+        assert says in err and err.count("\n") == 1
 
 
 def test_raw_is_every_sample_with_its_original_label(planted):

@@ -44,7 +44,7 @@ def propose(ds: fo.Dataset) -> dict:
     happy, sad, disgust_val = samples(ds, "train", "happy"), samples(ds, "train", "sad"), samples(ds, "val", "disgust")
     flags = {
         schema.IS_DUPLICATE: happy[:3] + disgust_val,   # 3 train happy, the val disgust
-        schema.IS_NON_FACE: sad[:1],
+        schema.IS_UNUSABLE: sad[:1],
         schema.IS_LOW_QUALITY: sad[1:2] + happy[:1],    # happy[0] also a duplicate: dropped once
         schema.IS_LABEL_ISSUE: happy[3:6] + sad[:1],    # sad[0] is also dropped: stays dropped
     }
@@ -85,7 +85,7 @@ def test_counts_before_and_after_follow_the_proposed_fixes(ds):
     after["val"]["disgust"] -= 1
     assert info["counts_after"] == after
     assert info["fixes"]["dropped_total"] == 3 + 1 + 1 + 1 and info["fixes"]["relabelled"] == 3
-    assert info["fixes"]["dropped"] == {schema.IS_DUPLICATE: 4, schema.IS_NON_FACE: 1, schema.IS_LOW_QUALITY: 1}
+    assert info["fixes"]["dropped"] == {schema.IS_DUPLICATE: 4, schema.IS_UNUSABLE: 1, schema.IS_LOW_QUALITY: 1}
     summary = computed(ds)["balance"]["summary"]
     assert summary["total"] == sum(PLAN.values()) and summary["top"] == []
 

@@ -95,6 +95,14 @@ def test_smoke_run_end_to_end_interrupted_and_resumed(tmp_path, capsys):
     assert cli.main(args + ["--stop-after-steps", "3"]) == 3          # interrupted inside the student stage
     assert "continue with: training --resume" in capsys.readouterr().err
     assert cli.main(["--manifest", str(manifest), "--out", str(out)]) == 2   # no silent overwrite
+    capsys.readouterr()
+    # --resume keeps the run's settings: a different one is refused on one line, not ignored
+    assert cli.main(["--resume", "--out", str(out), "--seed", "1", "--epochs", "9,9,9", "--profile", "smoke"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--seed: seed 1 (the run: 0)" in err and "--epochs: teacher_epochs 9.0" in err
+    assert "--profile" not in err    # given, but the run's own value
+    assert cli.main(["--resume", "--out", str(out), "--mode", "ce"]) == 2
+    assert "--mode: modes ['ce'] (the run: ['eadd'])" in capsys.readouterr().err
     assert cli.main(["--resume", "--out", str(out), "--threads", "1"]) == 0  # the saved manifest copy is used
 
     metrics = json.loads((out / "metrics.json").read_text())

@@ -8,6 +8,7 @@ import os
 import signal
 import sys
 import threading
+from pathlib import Path
 
 from training.errors import TrainingError
 
@@ -137,7 +138,15 @@ def _read_manifests(args: argparse.Namespace):
     return manifest, eval_manifest
 
 
-def run_from_args(args: argparse.Namespace) -> int:
+def given_options(argv: list[str] | None) -> set[str]:
+    """The dests of the options written on the command line (defaults suppressed)."""
+    parser = build_parser()
+    for action in parser._actions:
+        action.default = argparse.SUPPRESS
+    return set(vars(parser.parse_args(argv)))
+
+
+def run_from_args(args: argparse.Namespace, given: set[str] | None = None) -> int:
     from training.eadd import MODES
     from training.models import list_models
     from training.profiles import get_profile, with_overrides
@@ -165,6 +174,12 @@ def run_from_args(args: argparse.Namespace) -> int:
     cfg = RunConfig(out=out, profile=profile, modes=MODES if args.ablations else _parse_modes(args.mode),
                     seed=args.seed if args.seed is not None else 0, device=args.device,
                     teachers_explicit=teachers is not None, stop_after_steps=args.stop_after_steps)
+    if args.resume:
+        from training.run_folder import resume_conflicts
+        conflicts = resume_conflicts(Path(out), cfg, given or set())
+        if conflicts:
+            raise TrainingError(f"--resume continues {out} with the settings it was started with, and "
+                                f"{'; '.join(conflicts)} differ: drop them, or start a new run with another --out")
     try:
         run_pipeline(cfg, manifest, eval_manifest, resume=args.resume)
     except RunInterrupted as e:
@@ -192,7 +207,7 @@ def main(argv: list[str] | None = None) -> int:
     if threading.current_thread() is threading.main_thread():
         _stop_on_sigterm()
     try:
-        return run_from_args(args)
+        return run_from_args(args, given_options(argv))
     except TrainingError as e:
         print(f"training: error: {e}", file=sys.stderr)
         return 2

@@ -28,6 +28,40 @@ class RunConfig:
                 "teachers_explicit": self.teachers_explicit}
 
 
+#: command-line option -> the saved config's fields it sets (profile fields unless "modes"/"seed")
+RESUME_CHECKED: dict[str, tuple[str, ...]] = {
+    "profile": ("name",), "teachers": ("teachers",), "soft_labels": ("soft_label_weight",),
+    "epochs": ("teacher_epochs", "student_epochs", "adv_epochs"), "adv_method": ("adv_method",),
+    "adv_eps": ("adv_eps",), "adv_steps": ("adv_steps",), "trades_beta": ("trades_beta",),
+    "mode": ("modes",), "ablations": ("modes",), "seed": ("seed",),
+}
+
+
+def resume_conflicts(out: Path, cfg: RunConfig, given: set[str]) -> list[str]:
+    """The options in ``given`` (command-line dests) whose value differs from the run in ``out``,
+    as ``"--seed 1 (the run: 0)"``: --resume continues with the saved settings, so a different
+    value would be silently ignored; the caller refuses instead."""
+    config_path = out / "config.json"
+    if not config_path.is_file():
+        return []
+    saved = json.loads(config_path.read_text())
+    now = cfg.to_dict()
+
+    def value(d: dict, key: str):
+        v = d[key] if key in ("modes", "seed") else d["profile"].get(key)
+        return list(v) if isinstance(v, (list, tuple)) else v
+
+    found = []
+    for option, keys in RESUME_CHECKED.items():
+        if option not in given:
+            continue
+        differs = [k for k in keys if value(now, k) != value(saved, k)]
+        if differs:
+            show = ", ".join(f"{k} {value(now, k)} (the run: {value(saved, k)})" for k in differs)
+            found.append(f"--{option.replace('_', '-')}: {show}")
+    return found
+
+
 def prepare_run_folder(out: Path, manifest: Manifest | None, cfg: RunConfig, resume: bool) -> tuple[Manifest, RunConfig]:
     """Creates (or, on resume, checks and reloads) the run folder; returns the manifest and config to use."""
     from training.manifest import read_manifest_file

@@ -2,7 +2,7 @@
 to rebalance the training split.
 
 The proposed fixes are whatever the other signals have written so far: a sample flagged
-``is_duplicate``, ``is_non_face`` or ``is_low_quality`` is dropped, one flagged
+``is_duplicate``, ``is_unusable`` or ``is_low_quality`` is dropped, one flagged
 ``is_label_issue`` is relabelled to ``suggested_label.label``. A field that does not exist
 yet proposes nothing, so this signal runs first or last alike; because it reads those
 fields, its fingerprint hashes their values, and any change to them makes it stale.
@@ -45,7 +45,7 @@ from fercurate.signals import register
 from fercurate.signals.base import SampleTable, Signal
 
 #: flags whose samples a fix drops
-DROP_FLAGS: tuple[str, ...] = (schema.IS_DUPLICATE, schema.IS_NON_FACE, schema.IS_LOW_QUALITY)
+DROP_FLAGS: tuple[str, ...] = (schema.IS_DUPLICATE, schema.IS_UNUSABLE, schema.IS_LOW_QUALITY)
 WEIGHTINGS = ("effective_number", "inverse_frequency")
 TARGETS = ("median", "max")
 

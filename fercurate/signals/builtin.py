@@ -8,10 +8,11 @@ after label_issues (it may reuse its network); balance last (it reads the other 
 flags).
 """
 
-ORDER: tuple[str, ...] = ("quality", "faces", "duplicates", "label_issues", "embeddings", "balance")
+ORDER: tuple[str, ...] = ("quality", "faces", "usability", "duplicates", "label_issues", "embeddings", "balance")
 
 from fercurate.signals import quality  # noqa: F401
 from fercurate.signals import faces  # noqa: F401
+from fercurate.signals import usability  # noqa: F401
 from fercurate.signals import duplicates  # noqa: F401
 from fercurate.signals import label_issues  # noqa: F401
 from fercurate.signals import embeddings  # noqa: F401

@@ -64,7 +64,8 @@ class QualityParams:
     chunk_size: int = 4096
 
 
-def _to_measure_size(gray: np.ndarray, side: int) -> np.ndarray:
+def to_measure_size(gray: np.ndarray, side: int) -> np.ndarray:
+    """``gray`` as float32 with its shorter side resized to ``side`` (thresholds then mean the same at any size)."""
     h, w = gray.shape
     scale = side / min(h, w)
     if scale == 1:
@@ -76,7 +77,7 @@ def _to_measure_size(gray: np.ndarray, side: int) -> np.ndarray:
 
 def measure(gray: np.ndarray, measure_px: int = 48) -> np.ndarray:
     """[std, mean, p95 - p5 range, sharpness] of one grayscale image."""
-    x = _to_measure_size(gray, measure_px)
+    x = to_measure_size(gray, measure_px)
     p5, p95 = np.percentile(x, [5, 95])
     inner = (slice(1, -1), slice(1, -1))  # ignore the border's padded neighbours
     lap = cv2.Laplacian(x, cv2.CV_32F, ksize=1)[inner]

@@ -48,6 +48,14 @@ def kinds_of(ctx) -> list[str] | None:
     return None if kind == ALL_PENDING else [kind]
 
 
+def queue_input(inputs: types.Object) -> None:
+    """The ``queue`` parameter: one review queue (fix kind), label issues by default."""
+    choices = types.Dropdown(label="Queue")
+    for kind in schema.FIX_KINDS:
+        choices.add_choice(kind, label=QUEUE_LABELS[kind])
+    inputs.enum("queue", choices.values(), default=schema.RELABEL, view=choices)
+
+
 def target_input(ctx, inputs: types.Object) -> None:
     choices = types.RadioGroup(label="Samples")
     choices.add_choice(SELECTED, label=f"the {len(ctx.selected)} selected samples")
@@ -174,6 +182,64 @@ class UndoFixes(foo.Operator):
         return {"changed": changed, "samples": len(ids)}
 
 
+class DecideByScore(foo.Operator):
+    """Accept a whole queue's strongest fixes (score at most T) or reject its weakest (score at
+    least T): the bulk decision for thousands of faces, with the count shown before it runs."""
+
+    @property
+    def config(self):
+        return foo.OperatorConfig(name="decide_by_score", label="fercurate: accept / reject a queue by score",
+                                  dynamic=True,
+                                  description="accept a queue's pending fixes with score <= T (strongest evidence) "
+                                              "or reject those with score >= T (weakest)")
+
+    def resolve_input(self, ctx):
+        inputs = types.Object()
+        queue_input(inputs)
+        action = types.RadioGroup(label="Decision")
+        action.add_choice(schema.ACCEPT, label="accept fixes with score at most the threshold (strongest evidence)")
+        action.add_choice(schema.REJECT, label="reject fixes with score at least the threshold (weakest evidence)")
+        inputs.enum("action", action.values(), default=schema.ACCEPT, view=action)
+        inputs.float("threshold", label="Score threshold", default=0.3, min=0.0, max=1.0,
+                     description="a fix's score: lower = stronger case for the fix")
+        curator_input(inputs)
+        try:
+            ids, pending = self._targets(ctx)
+        except FercurateError as error:
+            inputs.view("summary", types.Error(label=str(error)))
+            return types.Property(inputs, view=types.View(label="Decide a queue by score"))
+        verb = "accept" if ctx.params.get("action", schema.ACCEPT) == schema.ACCEPT else "reject"
+        side = "≤" if verb == "accept" else "≥"
+        add_summary(inputs, f"This will {verb} {len(ids)} of the {pending} pending "
+                            f"'{QUEUE_LABELS[self._kind(ctx)]}' fixes (score {side} {self._threshold(ctx):.3f}).",
+                    True)
+        return types.Property(inputs, view=types.View(label="Decide a queue by score"))
+
+    @staticmethod
+    def _kind(ctx) -> str:
+        return ctx.params.get("queue") or schema.RELABEL
+
+    @staticmethod
+    def _threshold(ctx) -> float:
+        value = ctx.params.get("threshold")
+        return 0.3 if value is None else float(value)
+
+    def _targets(self, ctx) -> tuple[list[str], int]:
+        """(ids the decision changes, pending fixes of the queue) over the whole dataset."""
+        kind, t = self._kind(ctx), self._threshold(ctx)
+        accept = ctx.params.get("action", schema.ACCEPT) == schema.ACCEPT
+        ids = queues.pending_by_score(ctx.dataset, kind, at_most=t if accept else None,
+                                      at_least=None if accept else t)
+        return ids, queues.counts(ctx.dataset)[kind][schema.PENDING]
+
+    def execute(self, ctx):
+        kind, action = self._kind(ctx), ctx.params.get("action", schema.ACCEPT)
+        ids, _ = self._targets(ctx)
+        changed = fixes.decide(ctx.dataset, ids, action, kinds=[kind], curator=curator_of(ctx)) if ids else 0
+        finish(ctx, f"{action}ed {changed} '{QUEUE_LABELS[kind]}' fix(es) by score")
+        return {"changed": changed, "kind": kind, "action": action, "threshold": self._threshold(ctx)}
+
+
 # --- set a label by hand -----------------------------------------------------------------
 
 def dataset_classes(ds) -> list[str]:
@@ -297,10 +363,7 @@ class OpenQueue(foo.Operator):
 
     def resolve_input(self, ctx):
         inputs = types.Object()
-        queues = types.Dropdown(label="Queue")
-        for kind in schema.FIX_KINDS:
-            queues.add_choice(kind, label=QUEUE_LABELS[kind])
-        inputs.enum("queue", queues.values(), default=schema.RELABEL, view=queues)
+        queue_input(inputs)
         return types.Property(inputs, view=types.View(label="Open review queue"))
 
     def execute(self, ctx):
@@ -309,4 +372,4 @@ class OpenQueue(foo.Operator):
         return {"queue": kind, "view": schema.QUEUE_VIEWS[kind]}
 
 
-OPERATORS = (AcceptFixes, RejectFixes, UndoFixes, SetLabel, FreezeVersion, AutoAccept, OpenQueue)
+OPERATORS = (AcceptFixes, RejectFixes, DecideByScore, UndoFixes, SetLabel, FreezeVersion, AutoAccept, OpenQueue)

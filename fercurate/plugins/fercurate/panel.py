@@ -83,12 +83,13 @@ def fixes_markdown(ev: dict) -> str:
     found = ev.get("fixes") or {}
     if not found:
         return "_no proposed fix on this sample_"
-    rows = ["| fix | status | score | target | by | curator | decided |", "|---|---|---:|---|---|---|---|"]
+    rows = ["| fix | status | score | target / why | by | curator | decided |", "|---|---|---:|---|---|---|---|"]
     for kind, fix in found.items():
         score = fix.get(schema.FIX_SCORE)
+        why = fix.get(schema.FIX_TARGET) or ", ".join(fix.get("reasons") or fix.get("issues") or [])
         rows.append(
             f"| {kind} | **{fix.get(schema.FIX_STATUS)}** | {'' if score is None else f'{score:.3f}'} "
-            f"| {fix.get(schema.FIX_TARGET) or ''} | {fix.get(schema.FIX_PROPOSED_BY) or ''} "
+            f"| {why} | {fix.get(schema.FIX_PROPOSED_BY) or ''} "
             f"| {fix.get(schema.FIX_CURATOR) or ''} | {(fix.get(schema.FIX_DECIDED_AT) or '')[:19]} |")
     return "\n".join(rows)
 
@@ -358,6 +359,9 @@ class ReviewPanel(foo.Panel):
                  on_click=f"{uri}/accept_fixes", params=bulk_params)
         bulk.btn("bulk_reject", label="Bulk reject…", icon="remove_done", prompt=True,
                  on_click=f"{uri}/reject_fixes", params=bulk_params)
+        bulk.btn("by_score", label="Decide by score…", icon="tune", prompt=True,
+                 on_click=f"{uri}/decide_by_score",
+                 params={"queue": kind, "curator": state.curator or config.curator()})
         bulk.btn("auto_accept", label="Auto-accept confident…", icon="auto_fix_high", prompt=True,
                  on_click=f"{uri}/auto_accept")
         bulk.btn("set_label", label="Set label…", icon="label", prompt=True, on_click=f"{uri}/set_label")
