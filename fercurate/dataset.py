@@ -194,12 +194,12 @@ def _apply(ds: fo.Dataset, scan: SourceScan, hashes: dict[str, str], infos: dict
         with given_labels.writable(ds):
             _rewrite(view, by_key, hashes, infos)
     if diff.added:
-        ds.add_samples([_new_sample(by_key[k], infos[k], scan.layout) for k in diff.added], progress=True)
+        ds.add_samples([_new_sample(by_key[k], infos[k], scan.layout) for k in diff.added])  # progress: fo.config (off when not a terminal)
 
 
 def _rewrite(view, by_key: dict, hashes: dict[str, str], infos: dict[str, ImageInfo]) -> None:
     """Bring changed samples in line with their source records (label, file, split)."""
-    for sample in view.iter_samples(autosave=True, progress=True):
+    for sample in view.iter_samples(autosave=True):
         r = by_key[sample[schema.SOURCE_KEY]]
         sample[schema.GROUND_TRUTH] = fo.Classification(label=r.label)
         sample[schema.INGESTED_LABEL] = r.label

@@ -24,15 +24,15 @@ def counts(ds: fo.Dataset) -> dict[str, dict[str, int]]:
 
 
 def queue_view(ds: fo.Dataset, kind: str) -> fo.DatasetView:
-    """Samples with a ``kind`` fix: pending first, then by evidence (strongest first);
-    duplicates stay next to their group."""
+    """Samples with a ``kind`` fix: pending first, then by evidence (strongest first), ties
+    by id so every query of the queue agrees on its order; duplicates stay next to their group."""
     check_kinds([kind])
     field = FIX_FIELDS[kind]
     view = ds.exists(field)
     pending_last = (F(f"{field}.{schema.FIX_STATUS}") != schema.PENDING)
     if kind == schema.DROP_DUPLICATE:
-        return view.sort_by([(pending_last, 1), (F(schema.DUP_GROUP), 1), (F(schema.DUP_KEEPER), -1)])
-    return view.sort_by([(pending_last, 1), (F(f"{field}.{schema.FIX_SCORE}"), 1)])
+        return view.sort_by([(pending_last, 1), (F(schema.DUP_GROUP), 1), (F(schema.DUP_KEEPER), -1), (F("_id"), 1)])
+    return view.sort_by([(pending_last, 1), (F(f"{field}.{schema.FIX_SCORE}"), 1), (F("_id"), 1)])
 
 
 def save_queue_views(ds: fo.Dataset) -> None:

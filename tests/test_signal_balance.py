@@ -101,7 +101,7 @@ def test_missing_fix_fields_propose_nothing(ds):
 @pytest.mark.parametrize("weighting", balance.WEIGHTINGS)
 def test_minority_class_weighs_more_and_is_oversampled(ds, weighting):
     signal = balance.BalanceSignal(balance.BalanceParams(weighting=weighting))
-    summary = signal.compute(ds, SampleTable.load(ds), Path("/unused"))
+    summary = signal.compute_and_write(ds, SampleTable.load(ds), Path("/unused"))
     w = summary["weights"]
     assert w["disgust"] > w["angry"] > w["sad"] > w["happy"] > 0
     assert w["fear"] == 0.0  # no train samples
@@ -143,4 +143,4 @@ def test_a_changed_proposal_makes_balance_stale(ds):
 def test_unknown_weighting_is_a_one_line_error(ds):
     signal = balance.BalanceSignal(balance.BalanceParams(weighting="magic"))
     with pytest.raises(FercurateError, match="weighting 'magic'"):
-        signal.compute(ds, SampleTable.load(ds), Path("/unused"))
+        signal.compute_and_write(ds, SampleTable.load(ds), Path("/unused"))

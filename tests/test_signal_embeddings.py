@@ -148,7 +148,7 @@ def test_fallback_stores_classifier_features_and_maps_them(monkeypatch, tmp_path
     monkeypatch.setattr(emb, "classifier_features", lambda _ds: ([ids[i] for i in order], features[order]))
 
     signal = emb.Embeddings()
-    summary = signal.compute(ds, SampleTable.load(ds), tmp_path / "work")
+    summary = signal.compute_and_write(ds, SampleTable.load(ds), tmp_path / "work")
 
     ds.reload()
     np.testing.assert_allclose(np.stack(ds.values(schema.EMBEDDING)), features, rtol=1e-6)
@@ -158,7 +158,7 @@ def test_fallback_stores_classifier_features_and_maps_them(monkeypatch, tmp_path
     np.fill_diagonal(d, np.inf)
     assert np.all(cluster[d.argmin(axis=1)] == cluster)  # the map keeps the planted clusters apart
 
-    signal.compute(ds, SampleTable.load(ds), tmp_path / "work")  # a rerun replaces the map
+    signal.compute_and_write(ds, SampleTable.load(ds), tmp_path / "work")  # a rerun replaces the map
     assert_map_covers(ds)
 
 
@@ -167,7 +167,7 @@ def test_fallback_without_features_for_every_sample_is_an_error(monkeypatch, tmp
     ids = ds.values("id")
     monkeypatch.setattr(emb, "classifier_features", lambda _ds: (ids[:-2], np.zeros((len(ids) - 2, 4))))
     with pytest.raises(FercurateError, match="label_issues has no classifier features for 2 samples"):
-        emb.Embeddings().compute(ds, SampleTable.load(ds), tmp_path / "work")
+        emb.Embeddings().compute_and_write(ds, SampleTable.load(ds), tmp_path / "work")
 
 
 def test_fallback_runs_the_label_issue_classifier_first(monkeypatch, tmp_path, unique_name):

@@ -145,13 +145,13 @@ def test_an_interrupted_faces_run_resumes_without_recomputing_finished_chunks(tm
     victim = Path(table.filepaths[4])  # in the third chunk
     hidden = victim.rename(victim.with_suffix(".hidden"))
     with pytest.raises(FercurateError, match=victim.name):
-        signal.compute(ds, table, work)
+        signal.compute_and_write(ds, table, work)
     chunks = work / "chunks"
     saved = {p.name: (p.stat().st_ino, p.stat().st_mtime_ns) for p in chunks.glob("*.npz")}
     assert saved and "chunk00002.npz" not in saved and len(saved) < 4
 
     hidden.rename(victim)
-    summary = signal.compute(ds, table, work)
+    summary = signal.compute_and_write(ds, table, work)
     assert sorted(p.name for p in chunks.glob("*.npz")) == [f"chunk{k:05d}.npz" for k in range(4)]
     for name, stamp in saved.items():  # finished chunks were kept, not recomputed
         p = chunks / name

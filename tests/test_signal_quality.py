@@ -115,11 +115,11 @@ def test_an_interrupted_quality_run_resumes_without_recomputing_finished_chunks(
         return real(paths, measure_px)
     monkeypatch.setattr(quality, "measure_files", failing_third_chunk)
     with pytest.raises(KeyboardInterrupt):
-        signal.compute(ds, table, work)
+        signal.compute_and_write(ds, table, work)
     assert sorted(p.name for p in (work / "measures").glob("*.npz")) == ["chunk00000.npz", "chunk00001.npz"]
 
     calls.clear()
-    summary = signal.compute(ds, table, work)
+    summary = signal.compute_and_write(ds, table, work)
     assert calls == [table.filepaths[4], table.filepaths[6]]  # only chunks 2 and 3
     assert summary["total"] == 7
     assert None not in ds.values(schema.QUALITY_SCORE)

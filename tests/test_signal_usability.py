@@ -120,7 +120,7 @@ def test_a_tiny_detected_face_is_flagged_and_proposed_with_its_reason(scored, tm
     set_fields(ds, {schema.FACE_DETECTION: {ids["real1"]: box}})
     from fercurate.signals.usability import UsabilitySignal
     from fercurate.signals.base import SampleTable
-    UsabilitySignal().compute(ds, SampleTable.load(ds), tmp_path)
+    UsabilitySignal().compute_and_write(ds, SampleTable.load(ds), tmp_path)
     ds.reload()
     s = ds[ids["real1"]]
     assert s[schema.USABILITY_REASONS] == ["tiny_face"] and s[schema.IS_UNUSABLE]

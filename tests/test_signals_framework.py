@@ -10,7 +10,7 @@ import pytest
 from fercurate import dataset, given_labels, schema
 from fercurate.errors import FercurateError
 from fercurate.signals import computed, interrupted, resolve, run_signals
-from fercurate.signals.base import ChunkStore, Signal, chunked, set_field
+from fercurate.signals.base import ChunkStore, FieldWrite, Signal, SignalResult, chunked
 from fercurate.sources import read_source
 from tests import factories
 
@@ -42,8 +42,8 @@ class MeanBrightness(Signal):
                 return {"mean": np.array([np.asarray(Image.open(p)).mean() / 255 for p in table.filepaths[sl]])}
             means.append(store.get(str(k), work)["mean"])
         values = np.concatenate(means)
-        set_field(ds, "t_mean", table.ids, values.tolist())
-        return {"total": len(table), "flagged": 0, "top": []}
+        return SignalResult({"total": len(table), "flagged": 0, "top": []},
+                            [FieldWrite("t_mean", fo.FloatField, values.tolist())])
 
 
 class NeedsMean(Signal):
@@ -57,7 +57,7 @@ class NeedsMean(Signal):
         CALLS.append("needs")
         if ds.info.get("t_fail"):
             raise FercurateError("t_needs: cannot run on this dataset")
-        return {"total": len(table), "flagged": 1, "top": []}
+        return SignalResult({"total": len(table), "flagged": 1, "top": []})
 
 
 @pytest.fixture
@@ -114,7 +114,8 @@ def test_interrupted_signal_resumes_from_saved_chunks(signals, ds, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         run_signals(ds, ["t_mean"], log=lambda m: None)
     assert signals == ["chunk0", "chunk1", "chunk2"]
-    assert "t_mean" not in computed(ds) and interrupted(ds) == ["t_mean"]
+    # killed inside compute: nothing was written, so there is nothing half-done to flag
+    assert "t_mean" not in computed(ds) and interrupted(ds) == [] and not ds.has_sample_field("t_mean")
     signals.clear()
     FAIL_AT_CHUNK["k"] = -1
     run_signals(ds, ["t_mean"], log=lambda m: None)
@@ -131,6 +132,24 @@ def test_keep_going_skips_a_failing_signal(signals, ds):
     assert run_signals(ds, keep_going=True, log=logs.append) == []  # t_mean is up to date already
     assert any("t_needs: skipped: t_needs: cannot run" in m for m in logs)
     assert "t_needs" not in computed(ds)
+
+
+def test_a_signal_that_refuses_keeps_its_previous_complete_record(signals, ds):
+    """A FercurateError from compute comes before any write: the last complete run stays
+    the record (its fixes stay live), it is not shown as interrupted."""
+    run_signals(ds, log=lambda m: None)
+    before = computed(ds)["t_needs"]
+    ds.info["t_fail"] = True
+    ds.save()
+    assert "t_needs" not in run_signals(ds, ["t_needs"], recompute=True, keep_going=True, log=lambda m: None)
+    ds.reload()
+    assert computed(ds)["t_needs"] == before and interrupted(ds) == []
+
+
+def test_compute_must_return_what_to_write(signals, ds, monkeypatch):
+    monkeypatch.setattr(NeedsMean, "compute", lambda self, ds, table, work_dir: {"total": 1})
+    with pytest.raises(TypeError, match="must return a SignalResult"):
+        run_signals(ds, ["t_needs"], log=lambda m: None)
 
 
 def test_keep_going_records_a_broken_signal_as_failed_and_runs_the_rest(signals, ds, monkeypatch):

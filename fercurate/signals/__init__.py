@@ -17,7 +17,7 @@ import fiftyone as fo
 from fercurate import given_labels, schema
 from fercurate.dataset import now_iso
 from fercurate.errors import FercurateError
-from fercurate.signals.base import SampleTable, Signal, clear_other_work, work_dir_for
+from fercurate.signals.base import SampleTable, Signal, SignalResult, clear_other_work, work_dir_for, write_result
 
 #: name -> Signal class, in run order (a signal's requirements come before it).
 SIGNALS: dict[str, type[Signal]] = {}
@@ -101,9 +101,13 @@ def run_signals(ds: fo.Dataset, names: list[str] | None = None, recompute: bool 
         clear_other_work(work)
         log(f"{name}: computing on {len(table)} samples ...")
         t0 = time.perf_counter()
-        _mark_writing(ds, name, record)
         try:
-            summary = signal.compute(ds, table, work)
+            result = signal.compute(ds, table, work)   # writes nothing: a refusal leaves the record as it was
+            if not isinstance(result, SignalResult):
+                raise TypeError(f"signal '{name}': compute must return a SignalResult (the runner writes its "
+                                f"fields), not {type(result).__name__}")
+            _mark_writing(ds, name, record)
+            write_result(ds, table, result)
         except FercurateError as e:
             if not keep_going:
                 raise
@@ -122,7 +126,7 @@ def run_signals(ds: fo.Dataset, names: list[str] | None = None, recompute: bool 
         ds.reload()
         signals = dict(ds.info.get(schema.INFO_SIGNALS, {}))
         signals[name] = {"state": COMPLETE, "fingerprint": fp, "params": signal.params_dict(),
-                         "computed_at": now_iso(), "seconds": seconds, "summary": summary}
+                         "computed_at": now_iso(), "seconds": seconds, "summary": result.summary}
         ds.info[schema.INFO_SIGNALS] = signals
         ds.save()
         log(f"{name}: done in {seconds} s")
@@ -136,7 +140,8 @@ WRITING, COMPLETE = "writing", "complete"
 
 
 def _mark_writing(ds: fo.Dataset, name: str, record: dict) -> None:
-    """Record, before the signal's first write, that its fields are being rewritten.
+    """Record, after ``compute`` returned and before the first write, that the signal's
+    fields are being rewritten.
 
     The fingerprint goes, so a run killed at any point after this (mid-write, or with
     half its fields reset) is redone by the next run instead of passing as up to date;

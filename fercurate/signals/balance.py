@@ -42,7 +42,7 @@ import numpy as np
 from fercurate import config, schema
 from fercurate.errors import FercurateError
 from fercurate.signals import register
-from fercurate.signals.base import SampleTable, Signal
+from fercurate.signals.base import SampleTable, Signal, SignalResult
 
 #: flags whose samples a fix drops
 DROP_FLAGS: tuple[str, ...] = (schema.IS_DUPLICATE, schema.IS_UNUSABLE, schema.IS_LOW_QUALITY)
@@ -205,7 +205,7 @@ class BalanceSignal(Signal):
             raise FercurateError(f"balance: beta {p.beta} must be in [0, 1)")
         return p
 
-    def compute(self, ds: fo.Dataset, table: SampleTable, work_dir: Path) -> dict:
+    def compute(self, ds: fo.Dataset, table: SampleTable, work_dir: Path) -> SignalResult:
         p = self.check_params()
         after_labels, changes = labels_after_fixes(table, read_fix_inputs(ds, table))
         before = count_by_split(table.labels, table.splits, table.classes)
@@ -222,6 +222,9 @@ class BalanceSignal(Signal):
                 "weights": weights, "weighting": {"method": p.weighting, "beta": p.beta},
                 "oversampling": plan, "minority_classes": minority, "absent_classes": absent,
                 "chart": str(chart)}
-        ds.info[schema.INFO_BALANCE] = info
-        ds.save()
-        return {"total": len(table), "flagged": len(minority) + len(absent), "top": [], **info}
+
+        def finish(ds: fo.Dataset) -> None:
+            ds.info[schema.INFO_BALANCE] = info
+            ds.save()
+        return SignalResult({"total": len(table), "flagged": len(minority) + len(absent), "top": [], **info},
+                            finish=finish)

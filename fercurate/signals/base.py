@@ -1,7 +1,9 @@
 """The machinery every signal shares: skip-if-unchanged, resumable work, bookkeeping.
 
 A signal is a :class:`Signal` subclass with a ``name``, a ``params`` dataclass and a
-``compute`` method. The runner (:func:`fercurate.signals.run_signals`) calls ``compute``
+``compute`` method that writes nothing to the dataset: it returns a :class:`SignalResult`
+(its summary, the sample fields it sets, and any dataset-level records), and the runner
+writes them all through :func:`write_result`, the one write path. The runner (:func:`fercurate.signals.run_signals`) calls ``compute``
 only when the signal's *fingerprint* (its parameters, the samples' ids and file hashes,
 their labels if the signal reads them, and the fingerprints of the signals it depends
 on) differs from the one recorded at its last complete run, or when ``recompute`` is set.
@@ -9,8 +11,10 @@ on) differs from the one recorded at its last complete run, or when ``recompute`
 Resumability: long work is split into chunks (or folds) saved under ``work_dir`` with
 :class:`ChunkStore`; an interrupted run leaves finished chunks on disk and the next run
 with the same fingerprint picks them up. The runner marks a signal's record incomplete
-before ``compute`` (which writes the fields) and complete after it returns, so a kill
-between two writes leaves a record the next run recomputes, never one it skips.
+after ``compute`` returns and before the first write, and complete after the last, so a
+kill between two writes leaves a record the next run recomputes, never one it skips; a
+signal that refuses to run (a FercurateError in ``compute``) has written nothing and
+leaves its previous record as it was.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ import os
 import shutil
 import tempfile
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
@@ -57,6 +61,66 @@ class SampleTable:
     def label_indices(self) -> np.ndarray:
         index = {c: i for i, c in enumerate(self.classes)}
         return np.array([index[lab] for lab in self.labels], dtype=np.int64)
+
+
+@dataclass
+class FieldWrite:
+    """One sample field a signal sets. Exactly one of ``values`` (one per sample, in table
+    order), ``sparse`` (id -> value; every other sample gets ``default``: cheap for fields
+    set on few samples) or ``chunks`` (a callable yielding (ids, values) pieces: fields too
+    large to hold as Python objects at once)."""
+
+    name: str
+    ftype: type
+    values: list | None = None
+    sparse: dict[str, Any] | None = None
+    default: Any = None
+    chunks: Callable[[], Iterable[tuple[list[str], list]]] | None = None
+    validate: bool = True
+    kwargs: dict = field(default_factory=dict)   # add_sample_field's subfield= / embedded_doc_type=
+
+
+@dataclass
+class SignalResult:
+    """What a signal's ``compute`` returns: nothing is in the dataset until the runner writes it."""
+
+    summary: dict
+    fields: list[FieldWrite] = field(default_factory=list)
+    #: dataset-level records written after the fields (dataset.info, brain runs, App config)
+    finish: Callable[[fo.Dataset], None] | None = None
+
+
+def write_result(ds: fo.Dataset, table: "SampleTable", result: SignalResult) -> None:
+    """Declare and write every field of ``result``, then its dataset-level records.
+
+    Sparse fields are reset together in one pass over the dataset, then set on their
+    samples; the small fields go before the chunked ones (each update rewrites a whole
+    sample document, and chunked fields such as landmarks make them large).
+    """
+    have = ds.get_field_schema()
+    for f in result.fields:
+        if f.name not in have:
+            ds.add_sample_field(f.name, f.ftype, **f.kwargs)
+    sparse = [f for f in result.fields if f.sparse is not None]
+    if sparse:
+        reset = ds.view()
+        for f in sparse:
+            reset = reset.set_field(f.name, f.default)
+        reset.save([f.name for f in sparse])
+        for f in sparse:
+            if f.sparse:
+                ds.set_values(f.name, f.sparse, key_field="id", validate=f.validate)
+    for f in result.fields:
+        if f.values is not None:
+            if len(f.values) != len(table):
+                raise ValueError(f"{f.name}: {len(f.values)} values for {len(table)} samples")
+            ds.set_values(f.name, dict(zip(table.ids, f.values)), key_field="id", validate=f.validate)
+    for f in result.fields:
+        if f.chunks is not None:
+            for ids, values in f.chunks():
+                ds.set_values(f.name, dict(zip(ids, values)), key_field="id", validate=f.validate)
+    if result.finish is not None:
+        result.finish(ds)
 
 
 class Signal(ABC):
@@ -94,12 +158,19 @@ class Signal(ABC):
         return h.hexdigest()
 
     @abstractmethod
-    def compute(self, ds: fo.Dataset, table: SampleTable, work_dir: Path) -> dict:
-        """Do the work, write this signal's fields to ``ds``, return a JSON-able summary.
+    def compute(self, ds: fo.Dataset, table: SampleTable, work_dir: Path) -> SignalResult:
+        """Do the work and return what to write; write nothing to ``ds`` itself.
 
         The summary holds dataset-level numbers (how many flagged, per class/split...)
         and is what ``fercurate status`` and ``fercurate report`` show.
         """
+
+    def compute_and_write(self, ds: fo.Dataset, table: SampleTable, work_dir: Path) -> dict:
+        """``compute`` then :func:`write_result`, without the runner's bookkeeping (tests,
+        notebooks); returns the summary."""
+        result = self.compute(ds, table, work_dir)
+        write_result(ds, table, result)
+        return result.summary
 
 
 class ChunkStore:
@@ -156,6 +227,3 @@ def clear_other_work(keep: Path) -> None:
                 shutil.rmtree(d, ignore_errors=True)
 
 
-def set_field(ds: fo.Dataset, field: str, ids: list[str], values: list) -> None:
-    """Write one value per sample id (None allowed) in a single bulk update."""
-    ds.set_values(field, dict(zip(ids, values)), key_field="id")

@@ -39,7 +39,7 @@ from tqdm import tqdm
 from fercurate import schema
 from fercurate.errors import FercurateError
 from fercurate.signals import computed, register
-from fercurate.signals.base import ChunkStore, SampleTable, Signal, chunked, set_field
+from fercurate.signals.base import ChunkStore, FieldWrite, SampleTable, Signal, SignalResult, chunked
 # Imported (so registered) before this signal, which may require it.
 from fercurate.signals.label_issues import NAME as LABEL_ISSUES, classifier_features
 
@@ -93,7 +93,7 @@ class Embeddings(Signal):
         return EmbeddingParams(clip_model=os.environ.get(ENV_CLIP_MODEL) or None,
                                clip_pretrained=os.environ.get(ENV_CLIP_WEIGHTS) or None)
 
-    def compute(self, ds: fo.Dataset, table: SampleTable, work_dir: Path) -> dict:
+    def compute(self, ds: fo.Dataset, table: SampleTable, work_dir: Path) -> SignalResult:
         p = self.params
         t0 = time.perf_counter()
         if uses_clip(p):
@@ -104,13 +104,17 @@ class Embeddings(Signal):
         else:
             vectors = classifier_embeddings(ds, table)
             source = {"source": "classifier", "model": classifier_name(ds), "weights": None}
-        write_embeddings(ds, table.ids, vectors)
-        t1 = time.perf_counter()
-        compute_map(ds, p)
-        save_map_workspace(ds)
-        return {"total": len(table), "flagged": 0, "top": [], **source, "dim": int(vectors.shape[1]),
-                "umap_brain_key": schema.UMAP_BRAIN_KEY, "workspace": MAP_WORKSPACE,
-                "seconds": {"embed": round(t1 - t0, 1), "umap": round(time.perf_counter() - t1, 1)}}
+        summary = {"total": len(table), "flagged": 0, "top": [], **source, "dim": int(vectors.shape[1]),
+                   "umap_brain_key": schema.UMAP_BRAIN_KEY, "workspace": MAP_WORKSPACE,
+                   "seconds": {"embed": round(time.perf_counter() - t0, 1)}}
+
+        def finish(ds: fo.Dataset) -> None:
+            """The map is a brain run over the stored field, so it follows the field's write."""
+            t1 = time.perf_counter()
+            compute_map(ds, p)
+            save_map_workspace(ds)
+            summary["seconds"]["umap"] = round(time.perf_counter() - t1, 1)
+        return SignalResult(summary, [FieldWrite(schema.EMBEDDING, fo.VectorField, list(vectors))], finish)
 
 
 # --- open_clip -----------------------------------------------------------------------
@@ -207,12 +211,6 @@ def classifier_name(ds: fo.Dataset) -> str:
 
 
 # --- storage and map -----------------------------------------------------------------
-
-def write_embeddings(ds: fo.Dataset, ids: list[str], vectors: np.ndarray) -> None:
-    if schema.EMBEDDING not in ds.get_field_schema():
-        ds.add_sample_field(schema.EMBEDDING, fo.VectorField)
-    set_field(ds, schema.EMBEDDING, ids, list(vectors))
-
 
 def compute_map(ds: fo.Dataset, params: EmbeddingParams) -> None:
     """A seeded 2-D UMAP of ``schema.EMBEDDING``, replacing any earlier map of that key."""

@@ -54,7 +54,7 @@ from tqdm import tqdm
 from fercurate import config, schema
 from fercurate.errors import FercurateError
 from fercurate.signals import register
-from fercurate.signals.base import ChunkStore, SampleTable, Signal, chunked, set_field
+from fercurate.signals.base import ChunkStore, FieldWrite, SampleTable, Signal, SignalResult, chunked
 from fercurate.images import read_gray
 from fercurate.signals.face_model import N_LANDMARKS, FaceAnalyzer, FacesParams, eye_indices, aligned_crop
 
@@ -71,6 +71,22 @@ def eye_roll(ds: fo.Dataset, table: SampleTable, eye_vector: np.ndarray) -> list
     d = eye_vector * np.array([size[i] for i in table.ids])
     roll = np.degrees(np.arctan2(d[:, 1], d[:, 0]))
     return [None if np.isnan(r) else round(float(r), 2) for r in roll]
+
+
+def _landmark_chunks(table: SampleTable, store: ChunkStore, keys: list[tuple[str, slice]]):
+    """(ids, keypoint documents) of each saved chunk, loaded one at a time."""
+    for key, sl in tqdm(keys, desc="faces: writing landmarks", unit=" chunk"):
+        yield table.ids[sl], _keypoints_docs(store.load(key)["landmarks"])
+
+
+def register_media_field(ds: fo.Dataset) -> None:
+    """Let the App show the aligned crop (settings menu: media field), falling back to
+    the original image where there is no crop."""
+    fields = list(ds.app_config.media_fields or ["filepath"])
+    if schema.ALIGNED_FILEPATH not in fields:
+        ds.app_config.media_fields = fields + [schema.ALIGNED_FILEPATH]
+    ds.app_config.media_fallback = True
+    ds.save()
 
 
 def crop_path(crop_dir: Path, digest: str) -> Path:
@@ -210,7 +226,7 @@ class FacesSignal(Signal):
     def default_params(self) -> FacesParams:
         return FacesParams()
 
-    def compute(self, ds: fo.Dataset, table: SampleTable, work_dir: Path) -> dict:
+    def compute(self, ds: fo.Dataset, table: SampleTable, work_dir: Path) -> SignalResult:
         p: FacesParams = self.params
         crop_dir = config.media_dir(ds.name) / "aligned"
         crop_dir.mkdir(parents=True, exist_ok=True)
@@ -220,52 +236,27 @@ class FacesSignal(Signal):
         with tqdm(total=len(table), desc="faces (MediaPipe)", unit=" img") as bar:
             bar.update(len(table) - sum(len(t[1]) for t in tasks))
             run_chunks(tasks, p, store, self.workers, bar)
-        self._declare_fields(ds)
         res = _load_results(store, keys)
         non_face = (res["face_score"] == 0) & ~res["has_mesh"] & ~res["seen_on_retry"]
         status = np.where(res["has_mesh"], ALIGNED, np.where(non_face, NO_FACE, NO_LANDMARKS))
-        # the small fields first: every update rewrites the whole sample, which the
-        # landmarks make ~15 kB
-        set_field(ds, schema.FACE_SCORE, table.ids, res["face_score"].round(4).astype(float).tolist())
-        set_field(ds, schema.FACE_DETECTION, table.ids,
-                  [_detection(b, s) for b, s in zip(res["box"], res["face_score"])])
-        set_field(ds, schema.IS_NON_FACE, table.ids, non_face.tolist())
-        set_field(ds, schema.ALIGNMENT, table.ids, status.tolist())
-        set_field(ds, schema.FACE_ROLL, table.ids, eye_roll(ds, table, res["eye_vector"]))
-        set_field(ds, schema.ALIGNED_FILEPATH, table.ids,
-                  [str(crop_path(crop_dir, d)) if d else None for d in res["crop_sha256"].tolist()])
-        self._write_landmarks(ds, table, store, keys)
-        self._register_media_field(ds)
-        return self._summary(table, res["face_score"], non_face, res["has_mesh"])
-
-    @staticmethod
-    def _write_landmarks(ds: fo.Dataset, table: SampleTable, store: ChunkStore,
-                         keys: list[tuple[str, slice]]) -> None:
-        """Chunk by chunk: all of them at once would take gigabytes as Python objects."""
-        for key, sl in tqdm(keys, desc="faces: writing landmarks", unit=" chunk"):
-            docs = _keypoints_docs(store.load(key)["landmarks"])
+        fields = [
+            FieldWrite(schema.FACE_SCORE, fo.FloatField, res["face_score"].round(4).astype(float).tolist()),
+            FieldWrite(schema.FACE_DETECTION, fo.EmbeddedDocumentField,
+                       [_detection(b, s) for b, s in zip(res["box"], res["face_score"])],
+                       kwargs={"embedded_doc_type": fo.Detection}),
+            FieldWrite(schema.IS_NON_FACE, fo.BooleanField, non_face.tolist()),
+            FieldWrite(schema.ALIGNMENT, fo.StringField, status.tolist()),
+            FieldWrite(schema.FACE_ROLL, fo.FloatField, eye_roll(ds, table, res["eye_vector"])),
+            FieldWrite(schema.ALIGNED_FILEPATH, fo.StringField,
+                       [str(crop_path(crop_dir, d)) if d else None for d in res["crop_sha256"].tolist()]),
+            # chunk by chunk (all at once would take gigabytes as Python objects), after the
+            # small fields (each update rewrites the whole sample, ~15 kB with landmarks);
             # validate=False lets the serialized documents through as they are
-            ds.set_values(schema.FACE_LANDMARKS, dict(zip(table.ids[sl], docs)), key_field="id", validate=False)
-
-    @staticmethod
-    def _declare_fields(ds: fo.Dataset) -> None:
-        ds.add_sample_field(schema.FACE_SCORE, fo.FloatField)
-        ds.add_sample_field(schema.IS_NON_FACE, fo.BooleanField)
-        ds.add_sample_field(schema.ALIGNMENT, fo.StringField)
-        ds.add_sample_field(schema.FACE_ROLL, fo.FloatField)
-        ds.add_sample_field(schema.ALIGNED_FILEPATH, fo.StringField)
-        ds.add_sample_field(schema.FACE_DETECTION, fo.EmbeddedDocumentField, embedded_doc_type=fo.Detection)
-        ds.add_sample_field(schema.FACE_LANDMARKS, fo.EmbeddedDocumentField, embedded_doc_type=fo.Keypoints)
-
-    @staticmethod
-    def _register_media_field(ds: fo.Dataset) -> None:
-        """Let the App show the aligned crop (settings menu: media field), falling back to
-        the original image where there is no crop."""
-        fields = list(ds.app_config.media_fields or ["filepath"])
-        if schema.ALIGNED_FILEPATH not in fields:
-            ds.app_config.media_fields = fields + [schema.ALIGNED_FILEPATH]
-        ds.app_config.media_fallback = True
-        ds.save()
+            FieldWrite(schema.FACE_LANDMARKS, fo.EmbeddedDocumentField, chunks=lambda: _landmark_chunks(table, store, keys),
+                       validate=False, kwargs={"embedded_doc_type": fo.Keypoints}),
+        ]
+        return SignalResult(self._summary(table, res["face_score"], non_face, res["has_mesh"]), fields,
+                            finish=register_media_field)
 
     def _summary(self, table: SampleTable, face_score: np.ndarray, non_face: np.ndarray,
                  has_mesh: np.ndarray) -> dict:

@@ -43,7 +43,7 @@ from cleanlab.rank import get_label_quality_scores
 from fercurate import schema
 from fercurate.errors import FercurateError
 from fercurate.signals import computed, register
-from fercurate.signals.base import ChunkStore, SampleTable, Signal, set_field, work_dir_for
+from fercurate.signals.base import ChunkStore, FieldWrite, SampleTable, Signal, SignalResult, work_dir_for
 from fercurate.signals.classifier import ClassifierParams, load_images
 from fercurate.signals.crossval import cross_val_probs, default_workers
 from fercurate.signals.noise_model import (
@@ -149,7 +149,7 @@ class LabelIssues(Signal):
     def default_params(self) -> LabelIssueParams:
         return LabelIssueParams()
 
-    def compute(self, ds: fo.Dataset, table: SampleTable, work_dir: Path) -> dict:
+    def compute(self, ds: fo.Dataset, table: SampleTable, work_dir: Path) -> SignalResult:
         p = self.params
         labels = label_indices(table)
         folds = folds_for(labels, table.classes, p.classifier.folds)
@@ -159,34 +159,23 @@ class LabelIssues(Signal):
                              groups=duplicate_groups(ds, table), workers=self.workers)
         store.save(FEATURES_KEY, {"ids": np.array(table.ids), "features": cv.features})
         quality, is_issue, noise = score_labels(labels, cv.pred_probs, p)
-        write_fields(ds, table, cv.pred_probs, quality, is_issue)
         summary = summarize(table, labels, cv.pred_probs, quality, is_issue, folds)
         summary["estimated_label_noise"] = noise_summary(noise, table.classes)
-        return summary
+        return SignalResult(summary, label_fields(table, cv.pred_probs, quality, is_issue))
 
 
-def write_fields(ds: fo.Dataset, table: SampleTable, pred_probs: np.ndarray, quality: np.ndarray,
-                 is_issue: np.ndarray) -> None:
-    declare_fields(ds)
+def label_fields(table: SampleTable, pred_probs: np.ndarray, quality: np.ndarray,
+                 is_issue: np.ndarray) -> list[FieldWrite]:
     best = pred_probs.argmax(axis=1)
     suggested = [fo.Classification(label=table.classes[b], confidence=float(pr[b])) for b, pr in zip(best, pred_probs)]
-    set_field(ds, schema.LABEL_QUALITY, table.ids, [float(q) for q in quality])
-    set_field(ds, schema.IS_LABEL_ISSUE, table.ids, [bool(f) for f in is_issue])
-    set_field(ds, schema.SUGGESTED_LABEL, table.ids, suggested)
-    set_field(ds, schema.OOF_PROBS, table.ids, np.round(pred_probs.astype(np.float64), 6).tolist())
-
-
-def declare_fields(ds: fo.Dataset) -> None:
-    have = ds.get_field_schema()
-    wanted = {
-        schema.LABEL_QUALITY: dict(ftype=fo.FloatField),
-        schema.IS_LABEL_ISSUE: dict(ftype=fo.BooleanField),
-        schema.SUGGESTED_LABEL: dict(ftype=fo.EmbeddedDocumentField, embedded_doc_type=fo.Classification),
-        schema.OOF_PROBS: dict(ftype=fo.ListField, subfield=fo.FloatField),
-    }
-    for name, kwargs in wanted.items():
-        if name not in have:
-            ds.add_sample_field(name, **kwargs)
+    return [
+        FieldWrite(schema.LABEL_QUALITY, fo.FloatField, [float(q) for q in quality]),
+        FieldWrite(schema.IS_LABEL_ISSUE, fo.BooleanField, [bool(f) for f in is_issue]),
+        FieldWrite(schema.SUGGESTED_LABEL, fo.EmbeddedDocumentField, suggested,
+                   kwargs={"embedded_doc_type": fo.Classification}),
+        FieldWrite(schema.OOF_PROBS, fo.ListField, np.round(pred_probs.astype(np.float64), 6).tolist(),
+                   kwargs={"subfield": fo.FloatField}),
+    ]
 
 
 def summarize(table: SampleTable, labels: np.ndarray, pred_probs: np.ndarray, quality: np.ndarray,

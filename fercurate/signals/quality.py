@@ -38,7 +38,7 @@ from tqdm import tqdm
 from fercurate import schema
 from fercurate.signals import register
 from fercurate.images import read_gray
-from fercurate.signals.base import ChunkStore, SampleTable, Signal, chunked, set_field
+from fercurate.signals.base import ChunkStore, FieldWrite, SampleTable, Signal, SignalResult, chunked
 
 ISSUES: tuple[str, ...] = tuple(schema.QUALITY_SUBSCORES)  # blank, dark, bright, blurry, low_contrast
 #: issues that only make sense on an image with content
@@ -132,7 +132,7 @@ class QualitySignal(Signal):
     def default_params(self) -> QualityParams:
         return QualityParams()
 
-    def compute(self, ds: fo.Dataset, table: SampleTable, work_dir: Path) -> dict:
+    def compute(self, ds: fo.Dataset, table: SampleTable, work_dir: Path) -> SignalResult:
         p: QualityParams = self.params
         store = ChunkStore(work_dir / "measures")
         parts = []
@@ -145,21 +145,12 @@ class QualitySignal(Signal):
         scores = subscores(m, p)
         issues = issues_of(scores)
         overall = np.min(np.stack(list(scores.values())), axis=0) if len(m) else np.zeros(0)
-        self._write(ds, table, scores, overall, issues)
-        return self._summary(table, scores, overall, issues)
-
-    @staticmethod
-    def _write(ds: fo.Dataset, table: SampleTable, scores: dict[str, np.ndarray], overall: np.ndarray,
-               issues: list[list[str]]) -> None:
-        for field in [schema.QUALITY_SCORE, *schema.QUALITY_SUBSCORES.values()]:
-            ds.add_sample_field(field, fo.FloatField)
-        ds.add_sample_field(schema.IS_LOW_QUALITY, fo.BooleanField)
-        ds.add_sample_field(schema.QUALITY_ISSUES, fo.ListField, subfield=fo.StringField)
-        for issue, field in schema.QUALITY_SUBSCORES.items():
-            set_field(ds, field, table.ids, scores[issue].round(4).tolist())
-        set_field(ds, schema.QUALITY_SCORE, table.ids, overall.round(4).tolist())
-        set_field(ds, schema.QUALITY_ISSUES, table.ids, issues)
-        set_field(ds, schema.IS_LOW_QUALITY, table.ids, [bool(x) for x in issues])
+        fields = [FieldWrite(field, fo.FloatField, scores[issue].round(4).tolist())
+                  for issue, field in schema.QUALITY_SUBSCORES.items()]
+        fields += [FieldWrite(schema.QUALITY_SCORE, fo.FloatField, overall.round(4).tolist()),
+                   FieldWrite(schema.QUALITY_ISSUES, fo.ListField, issues, kwargs={"subfield": fo.StringField}),
+                   FieldWrite(schema.IS_LOW_QUALITY, fo.BooleanField, [bool(x) for x in issues])]
+        return SignalResult(self._summary(table, scores, overall, issues), fields)
 
     def _summary(self, table: SampleTable, scores: dict[str, np.ndarray], overall: np.ndarray,
                  issues: list[list[str]]) -> dict:

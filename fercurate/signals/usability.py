@@ -22,7 +22,7 @@ from tqdm import tqdm
 from fercurate import schema
 from fercurate.images import read_gray
 from fercurate.signals import register
-from fercurate.signals.base import ChunkStore, SampleTable, Signal, chunked, set_field
+from fercurate.signals.base import ChunkStore, FieldWrite, SampleTable, Signal, SignalResult, chunked
 from fercurate.signals.usability_rules import UsabilityParams, face_side_px, flat_share, usability
 
 
@@ -47,7 +47,7 @@ class UsabilitySignal(Signal):
     def default_params(self) -> UsabilityParams:
         return UsabilityParams()
 
-    def compute(self, ds: fo.Dataset, table: SampleTable, work_dir: Path) -> dict:
+    def compute(self, ds: fo.Dataset, table: SampleTable, work_dir: Path) -> SignalResult:
         p: UsabilityParams = self.params
         store = ChunkStore(work_dir / "measures")
         flats, shapes = [], []
@@ -65,20 +65,11 @@ class UsabilitySignal(Signal):
         face_px = np.array([face_side_px(boxes.get(i), int(w), int(h))
                             for i, (h, w) in zip(table.ids, shape)], np.float64)
         score, reasons = usability(flat, no_face, face_px, p)
-        self._write(ds, table, flat, score, reasons)
-        return self._summary(table, flat, score, reasons, no_face)
-
-    @staticmethod
-    def _write(ds: fo.Dataset, table: SampleTable, flat: np.ndarray, score: np.ndarray,
-               reasons: list[list[str]]) -> None:
-        ds.add_sample_field(schema.USABILITY, fo.FloatField)
-        ds.add_sample_field(schema.FLAT_SHARE, fo.FloatField)
-        ds.add_sample_field(schema.IS_UNUSABLE, fo.BooleanField)
-        ds.add_sample_field(schema.USABILITY_REASONS, fo.ListField, subfield=fo.StringField)
-        set_field(ds, schema.FLAT_SHARE, table.ids, flat.round(4).tolist())
-        set_field(ds, schema.USABILITY, table.ids, score.round(4).tolist())
-        set_field(ds, schema.USABILITY_REASONS, table.ids, reasons)
-        set_field(ds, schema.IS_UNUSABLE, table.ids, [bool(r) for r in reasons])
+        fields = [FieldWrite(schema.FLAT_SHARE, fo.FloatField, flat.round(4).tolist()),
+                  FieldWrite(schema.USABILITY, fo.FloatField, score.round(4).tolist()),
+                  FieldWrite(schema.USABILITY_REASONS, fo.ListField, reasons, kwargs={"subfield": fo.StringField}),
+                  FieldWrite(schema.IS_UNUSABLE, fo.BooleanField, [bool(r) for r in reasons])]
+        return SignalResult(self._summary(table, flat, score, reasons, no_face), fields)
 
     def _summary(self, table: SampleTable, flat: np.ndarray, score: np.ndarray, reasons: list[list[str]],
                  no_face: np.ndarray) -> dict:

@@ -224,14 +224,14 @@ class ReviewPanel(foo.Panel):
         ctx.panel.state.curator = ctx.params.get("value") or config.curator()
 
     def _go_to(self, ctx, sample_id: str | None) -> None:
-        """Focus ``sample_id`` and show it in the App: open it in the modal, else select it."""
+        """Focus ``sample_id``, and open it in the sample view when that is open. The grid's
+        selection is left alone: syncing it costs a grid query and a second panel event
+        per decision (the next face showed in 0.8 s instead of 0.35 s on 36k samples)."""
         self._focus(ctx, sample_id)
         if sample_id is None:
             ctx.panel.state.message = f"no pending fix left in '{QUEUE_LABELS[self._queue(ctx)]}'"
         elif ctx.current_sample:
             ctx.ops.open_sample(id=sample_id)
-        else:
-            ctx.ops.set_selected_samples([sample_id])
 
     def _decide(self, ctx, action: str) -> None:
         state = ctx.panel.state
@@ -246,7 +246,8 @@ class ReviewPanel(foo.Panel):
         done = "accepted" if action == schema.ACCEPT else "rejected"
         state.last = {"id": sample_id, "kinds": kinds}
         state.message = f"{done} {changed} fix(es) of `{sample_id}` ({', '.join(kinds or ['all pending'])})"
-        ctx.ops.reload_samples()
+        # no grid redraw here (it costs ~0.4 s on 36k samples before the next face shows):
+        # Refresh redraws it
         self._go_to(ctx, queues.next_pending(ctx.dataset, self._queue(ctx), sample_id, state.skipped or []))
 
     def _changing(self, ctx, sample_id: str, change) -> int:
@@ -309,6 +310,7 @@ class ReviewPanel(foo.Panel):
     def refresh(self, ctx):
         self._set_counts(ctx, queues.counts(ctx.dataset))
         self._show_sample(ctx)
+        ctx.ops.reload_samples()
 
     # --- layout -----------------------------------------------------------------------
 
