@@ -11,7 +11,7 @@ from tqdm import tqdm
 
 from training import eadd
 from training.data import SplitData, augment, epoch_order, steps_per_epoch
-from training.runtime import Context, RunInterrupted, barrier, step_seed
+from training.runtime import Context, RunInterrupted, barrier, ranks_agree, step_seed
 
 #: a stage's batch loss: (model, augmented images, labels, sample weights, soft targets or None)
 LossFn = Callable[[nn.Module, torch.Tensor, torch.Tensor, torch.Tensor, "torch.Tensor | None"], torch.Tensor]
@@ -113,6 +113,13 @@ def train_stage(ctx: Context, stage: str, model: nn.Module, train: SplitData, ep
         bar.close()
     history["steps"] = total
     save(total, True)
+    if ctx.world > 1:
+        # DDP hands rank 0's buffers (BatchNorm running statistics) to every rank at the start
+        # of each forward, so after the last step each rank holds the statistics of its own
+        # last batch: end the stage as DDP would begin the next step, then check
+        for buffer in unwrap(model).buffers():
+            torch.distributed.broadcast(buffer, 0)
+        ctx.ddp_checks[stage] = ranks_agree(unwrap(model))
     return history
 
 

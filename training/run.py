@@ -36,6 +36,7 @@ import datetime
 import json
 from pathlib import Path
 
+import torch.distributed as dist
 import torch.nn as nn
 
 from training import eadd
@@ -131,6 +132,8 @@ def run_pipeline(cfg: RunConfig, manifest: Manifest | None, eval_manifest: Manif
         if ctx.main:
             write_json(metrics_path, metrics)
         raise
+    if world > 1:
+        metrics["ddp"] = {"world_size": world, "backend": str(dist.get_backend()), "stages": ctx.ddp_checks}
     if ctx.main:
         metrics["log"] = ctx.log
         write_json(metrics_path, metrics)

@@ -7,6 +7,7 @@ Everything here is independent of what is trained: :mod:`training.loop` and
 from __future__ import annotations
 
 import datetime
+import hashlib
 import json
 import os
 import sys
@@ -40,6 +41,8 @@ class Context:
     stop_after_steps: int | None = None
     steps_done: int = 0
     log: list[str] = field(default_factory=list)
+    #: stage -> whether every rank ended it with the same weights (multi-process runs only)
+    ddp_checks: dict = field(default_factory=dict)
 
     @property
     def main(self) -> bool:
@@ -83,6 +86,21 @@ def init_distributed(device: torch.device) -> tuple[int, int, torch.device]:
     if not dist.is_initialized():
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo", timeout=datetime.timedelta(hours=2))
     return dist.get_rank(), world, device
+
+
+def ranks_agree(model: torch.nn.Module) -> dict:
+    """Whether every rank holds bit-identical weights: each hashes its parameters and
+    buffers, and the hashes are gathered. DDP averages gradients, so they must agree; a
+    rank that diverged (a desync, a rank-dependent op) shows here, with the tensors that
+    differ, instead of silently."""
+    tensors = {name: hashlib.sha256(t.detach().cpu().contiguous().numpy().tobytes()).hexdigest()[:16]
+               for name, t in sorted(model.state_dict().items())}
+    whole = hashlib.sha256("".join(f"{k}:{v}" for k, v in tensors.items()).encode()).hexdigest()[:16]
+    gathered: list = [None] * dist.get_world_size()
+    dist.all_gather_object(gathered, (whole, tensors))
+    digests = [g[0] for g in gathered]
+    differ = sorted(k for k in tensors if len({g[1].get(k) for g in gathered}) > 1)
+    return {"agree": len(set(digests)) == 1, "digests": digests, "differ": differ[:20]}
 
 
 def barrier(ctx: Context) -> None:
