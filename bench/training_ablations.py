@@ -84,6 +84,11 @@ def summarize(out: Path, wall_s: float | None) -> dict:
             "macro_f1_distilled": pct(s["distilled"]["test"]["curated"]["macro_f1"]),
             "pgd4_before": pct(s["distilled"]["robust"]["pgd"].get("4/255")),
             "pgd4_after": pct(adv["robust"]["pgd"].get("4/255")),
+            # the per-image worst case over every attack (APGD included when the profile runs it)
+            "worst4_before": pct(s["distilled"]["robust"].get("worst", {}).get("4/255")),
+            "worst4_after": pct(adv["robust"].get("worst", {}).get("4/255")),
+            "masking_before": s["distilled"]["robust"].get("masking"),
+            "masking_after": adv["robust"].get("masking"),
             "robust_subset": adv["robust"]["n_images"],
             "latency_ms_b1_1thread": round(s["speed"]["latency_ms_batch1_1thread"], 2),
         }

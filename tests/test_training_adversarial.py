@@ -61,6 +61,28 @@ def test_robust_accuracy_reports_fgsm_and_pgd_per_eps():
     assert r["pgd"]["8/255"] <= r["clean"]
 
 
+def test_robust_accuracy_with_apgd_and_restarts_reports_the_worst_case_per_image():
+    model = _tiny_net()
+    x, y = _batch()
+    r = adversarial.robust_accuracy(model, x, y, eps_list=(2, 8), pgd_steps=3, batch_size=8, pgd_restarts=2,
+                                    apgd_steps=3, n_classes=7)
+    assert {"fgsm", "pgd", "apgd_ce", "apgd_t_dlr", "worst"} <= set(r) and r["pgd_restarts"] == 2
+    for eps in ("2/255", "8/255"):
+        # an image counts only if it survives every attack: never above any one of them
+        assert r["worst"][eps] <= min(r[a][eps] for a in ("fgsm", "pgd", "apgd_ce", "apgd_t_dlr")) <= r["clean"]
+    assert r["worst"]["8/255"] <= r["worst"]["2/255"]
+    assert isinstance(r["masking"], list)
+
+
+def test_masking_is_flagged_where_apgd_or_one_step_fgsm_beats_pgd():
+    result = {"pgd": {"1/255": 0.40, "4/255": 0.30, "8/255": 0.20},
+              "fgsm": {"1/255": 0.45, "4/255": 0.35, "8/255": 0.10},      # one step beats PGD at 8: masking
+              "apgd_ce": {"1/255": 0.30, "4/255": 0.29, "8/255": 0.18},   # APGD 10 points below PGD at 1
+              "apgd_t_dlr": {"1/255": 0.39, "4/255": 0.28, "8/255": 0.19}}
+    assert adversarial.masking_eps(result) == ["1/255", "8/255"]
+    assert adversarial.masking_eps({"pgd": {"1/255": 0.4}, "fgsm": {"1/255": 0.39}}) == []
+
+
 def test_trades_is_clean_cross_entropy_plus_beta_times_the_kl_to_the_attacked_prediction():
     model = _tiny_net().eval()                 # eval: batch-norm statistics do not depend on the batch
     x, y = _batch()

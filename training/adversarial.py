@@ -19,7 +19,13 @@ clean accuracy 56 % -> 31 % for the worst; TRADES beta = 6: "happy" for all, 25 
 a 4/255 attack is out of reach of a barely trained network; the ``cpu`` profile therefore
 fine-tunes at 1e-4.
 
-Evaluation: accuracy under FGSM and PGD at each eps in ``eps_list`` (default {1, 2, 4, 8}/255).
+Evaluation: accuracy under FGSM, PGD (``pgd_restarts`` random starts: an image counts as
+robust only if every start fails) and, with ``apgd_steps`` > 0, AutoAttack's two gradient
+attacks as torchattacks implements them, APGD on cross-entropy and targeted APGD on the DLR
+loss (Croce & Hein 2020), at each eps in ``eps_list`` (default {1, 2, 4, 8}/255). ``worst``
+is the per-image worst case over every attack run: the honest robust accuracy. A model
+whose PGD accuracy is well above APGD's, or whose FGSM accuracy is below PGD's (one step
+beating many), is masking gradients rather than robust; ``masking`` lists those eps.
 """
 
 from __future__ import annotations
@@ -87,24 +93,66 @@ def _correct(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> int:
     return int((model(x).argmax(-1) == y).sum())
 
 
+#: APGD (or FGSM) this far below PGD at one eps is reported as gradient masking
+MASKING_GAP = 0.03
+
+
+def _eval_attacks(model: nn.Module, eps: int, pgd_steps: int, pgd_restarts: int, apgd_steps: int,
+                  n_classes: int) -> dict[str, list[torchattacks.Attack]]:
+    """attack name -> the attacks whose failures an image must all survive (restarts)."""
+    e = eps / 255
+    attacks = {"fgsm": [torchattacks.FGSM(model, eps=e)],
+               "pgd": [pgd_attack(model, e, pgd_steps) for _ in range(max(1, pgd_restarts))]}
+    if apgd_steps > 0:
+        attacks["apgd_ce"] = [torchattacks.APGD(model, norm="Linf", eps=e, steps=apgd_steps, loss="ce", seed=0)]
+        attacks["apgd_t_dlr"] = [torchattacks.APGDT(model, norm="Linf", eps=e, steps=apgd_steps, seed=0,
+                                                    n_classes=n_classes)]
+    return attacks
+
+
 def robust_accuracy(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, eps_list: tuple[int, ...] = ROBUST_EPS,
-                    pgd_steps: int = 10, batch_size: int = 256, device: torch.device | str = "cpu") -> dict:
-    """{"clean": acc, "fgsm": {"1/255": acc, ...}, "pgd": {...}} on float images in [0, 1]."""
+                    pgd_steps: int = 10, batch_size: int = 256, device: torch.device | str = "cpu",
+                    pgd_restarts: int = 1, apgd_steps: int = 0, n_classes: int | None = None) -> dict:
+    """{"clean": acc, "fgsm": {"1/255": acc, ...}, "pgd": {...}, ["apgd_ce", "apgd_t_dlr",] "worst": {...},
+    "masking": [eps...]} on float images in [0, 1]."""
     model.eval()
     n = len(labels)
-    attacks = {}
-    for e in eps_list:
-        attacks[("fgsm", e)] = torchattacks.FGSM(model, eps=e / 255)
-        attacks[("pgd", e)] = pgd_attack(model, e / 255, pgd_steps)
-    correct = {k: 0 for k in attacks}
+    n_classes = n_classes or int(labels.max()) + 1
+    attacks = {e: _eval_attacks(model, e, pgd_steps, pgd_restarts, apgd_steps, n_classes) for e in eps_list}
+    names = list(next(iter(attacks.values())))
+    correct = {(name, e): 0 for e in eps_list for name in names + ["worst"]}
     clean = 0
     for start in tqdm(range(0, n, batch_size), desc="robust eval", unit="batch", leave=False):
         x = images[start:start + batch_size].to(device)
         y = labels[start:start + batch_size].to(device)
         clean += _correct(model, x, y)
-        for key, attack in attacks.items():
-            correct[key] += _correct(model, attack(x, y), y)
-    result: dict = {"clean": clean / n, "n_images": n, "pgd_steps": pgd_steps, "fgsm": {}, "pgd": {}}
+        for e, by_name in attacks.items():
+            survives_all = torch.ones(len(y), dtype=torch.bool, device=y.device)
+            for name, runs in by_name.items():
+                survives = torch.ones(len(y), dtype=torch.bool, device=y.device)
+                for attack in runs:
+                    survives &= _survives(model, attack(x, y), y)
+                correct[(name, e)] += int(survives.sum())
+                survives_all &= survives
+            correct[("worst", e)] += int(survives_all.sum())
+    result: dict = {"clean": clean / n, "n_images": n, "pgd_steps": pgd_steps, "pgd_restarts": max(1, pgd_restarts),
+                    "apgd_steps": apgd_steps, **{name: {} for name in names + ["worst"]}}
     for (name, e), c in correct.items():
         result[name][f"{e}/255"] = c / n
+    result["masking"] = masking_eps(result)
     return result
+
+
+@torch.no_grad()
+def _survives(model: nn.Module, x_adv: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    return model(x_adv).argmax(-1) == y
+
+
+def masking_eps(result: dict) -> list[str]:
+    """The eps at which a stronger or a simpler attack beats PGD by more than MASKING_GAP."""
+    found = []
+    for eps, pgd in result["pgd"].items():
+        others = [result[k][eps] for k in ("fgsm", "apgd_ce", "apgd_t_dlr") if k in result]
+        if others and min(others) < pgd - MASKING_GAP:
+            found.append(eps)
+    return found

@@ -45,6 +45,8 @@ class Profile:
     # evaluation
     robust_eps: tuple[int, ...] = (1, 2, 4, 8)
     robust_pgd_steps: int = 10
+    robust_pgd_restarts: int = 1           # random starts of PGD; an image survives only if all fail
+    robust_apgd_steps: int = 0             # > 0: also APGD-CE and targeted APGD-DLR (AutoAttack's pair)
     robust_max_images: int | None = None   # None = the whole test split
     speed_iters: int = 200
     checkpoint_every: int = 200            # optimizer steps between mid-epoch checkpoints
@@ -58,6 +60,7 @@ PROFILES: dict[str, Profile] = {
     "smoke": Profile(
         name="smoke", teachers=("convnext_atto",), teacher_epochs=1, student_epochs=1, adv_epochs=1,
         batch_size=16, adv_steps=1, robust_eps=(1, 8), robust_pgd_steps=1, robust_max_images=16,
+        robust_pgd_restarts=2, robust_apgd_steps=2,
         speed_iters=5, checkpoint_every=2,
     ),
     # cpu: timed with bench/time_training_stages.py (CPU seconds per step, 1 thread, on a shared machine):
@@ -69,11 +72,13 @@ PROFILES: dict[str, Profile] = {
     "cpu": Profile(
         name="cpu", teachers=("resnet18", "convnext_atto"), teacher_epochs=3, student_epochs=5,
         adv_epochs=0.25, batch_size=128, lr=1e-3, adv_lr=1e-4, adv_steps=2, robust_pgd_steps=5, robust_max_images=500,
+        robust_apgd_steps=10,
         checkpoint_every=100,
     ),
     "paper": Profile(
         name="paper", teachers=("resnet18", "convnext_atto", "vit_tiny_patch8"), teacher_epochs=60, student_epochs=100,
-        adv_epochs=10, batch_size=128, lr=1e-3, adv_steps=7, robust_pgd_steps=20, checkpoint_every=500,
+        adv_epochs=10, batch_size=128, lr=1e-3, adv_steps=7, robust_pgd_steps=20, robust_pgd_restarts=3,
+        robust_apgd_steps=100, checkpoint_every=500,
     ),
 }
 

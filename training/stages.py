@@ -133,7 +133,8 @@ def evaluate_student(ctx: Context, model: nn.Module, splits: dict[str, SplitData
     result["mistakes_png"] = str(png.relative_to(ctx.out))
     x, y = robust_images
     result["robust"] = adversarial.robust_accuracy(model, x, y, prof.robust_eps, prof.robust_pgd_steps,
-                                                   device=ctx.device)
+                                                   device=ctx.device, pgd_restarts=prof.robust_pgd_restarts,
+                                                   apgd_steps=prof.robust_apgd_steps, n_classes=len(ctx.classes))
     return result
 
 
