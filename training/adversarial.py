@@ -88,11 +88,6 @@ def adversarial_loss(model: nn.Module, attack: torchattacks.Attack, x: torch.Ten
     return (1.0 - adv_weight) * loss_clean + adv_weight * loss_adv
 
 
-@torch.no_grad()
-def _correct(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> int:
-    return int((model(x).argmax(-1) == y).sum())
-
-
 #: APGD (or FGSM) this far below PGD at one eps is reported as gradient masking
 MASKING_GAP = 0.03
 
@@ -125,7 +120,7 @@ def robust_accuracy(model: nn.Module, images: torch.Tensor, labels: torch.Tensor
     for start in tqdm(range(0, n, batch_size), desc="robust eval", unit="batch", leave=False):
         x = images[start:start + batch_size].to(device)
         y = labels[start:start + batch_size].to(device)
-        clean += _correct(model, x, y)
+        clean += int(_survives(model, x, y).sum())
         for e, by_name in attacks.items():
             survives_all = torch.ones(len(y), dtype=torch.bool, device=y.device)
             for name, runs in by_name.items():
