@@ -1,6 +1,9 @@
 """Write a fercurate manifest for a FER2013 Kaggle folder without FiftyOne (for training benchmarks).
 
-train/ -> train, except a seeded stratified ``--val-fraction`` slice -> val; test/ -> test.
+train/ -> train, test/ -> test; val is, by default, FER2013's own PublicTest (the test/ files named
+``PublicTest_*``, which is what `fercurate ingest` does and what the crowd votes cover), test the
+``PrivateTest_*`` files. ``--val-fraction F`` instead carves a seeded stratified slice of train as val
+(for a tree without those names).
 The labels are the folder names (curated = raw). ``--limit N`` keeps N images per class and split
 (quick experiments).
 
@@ -21,7 +24,7 @@ from fercurate.manifest import FORMAT, FORMAT_VERSION, content_hash, dumps, sha2
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("root", type=Path)
-    p.add_argument("--val-fraction", type=float, default=0.1)
+    p.add_argument("--val-fraction", type=float, help="carve val from train instead of using PublicTest_* files")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--limit", type=int)
     args = p.parse_args()
@@ -31,8 +34,9 @@ def main() -> None:
     for top in ("train", "test"):
         for label in classes:
             files = sorted((args.root / top / label).iterdir())[: args.limit]
-            is_val = np.zeros(len(files), bool)
-            if top == "train":
+            is_val = np.array([f.name.startswith("PublicTest_") for f in files]) if args.val_fraction is None \
+                else np.zeros(len(files), bool)
+            if top == "train" and args.val_fraction is not None:
                 is_val[rng.choice(len(files), round(args.val_fraction * len(files)), replace=False)] = True
             for f, v in zip(files, is_val):
                 split = "val" if v else top

@@ -78,8 +78,16 @@ def main() -> None:
             target = eadd.distill_target(logits, eadd.teacher_weights(logits, y, strength, ce), ce.temperature)
         return eadd.distill_loss(m(xa), y, w, target, ce)
 
+    table = torch.randn(len(teachers), bs, 7)   # the view bank's cached teacher logits for one batch
+
+    def cached_eadd_loss(m, xa):
+        logits = table
+        target = eadd.distill_target(logits, eadd.teacher_weights(logits, y, strength, ce), ce.temperature)
+        return eadd.distill_loss(m(xa), y, w, target, ce)
+
     student = create_model("hybrid_student", 7)
     timings["student eadd step"] = _time_steps(train_step(student, eadd_loss), args.steps)
+    timings["student eadd step, cached teacher logits"] = _time_steps(train_step(student, cached_eadd_loss), args.steps)
     timings["student ce step"] = _time_steps(train_step(student, lambda m, xa: eadd.distill_loss(m(xa), y, w, None, ce)),
                                              args.steps)
     attack = adversarial.pgd_attack(student, prof.adv_eps, prof.adv_steps)
@@ -92,7 +100,8 @@ def main() -> None:
             timings[f"teacher {name} predict batch"] = _time_steps(lambda: t(x), args.steps)
     n_robust = 32
     t0 = time.process_time()
-    adversarial.robust_accuracy(student, x[:n_robust], y[:n_robust], prof.robust_eps, prof.robust_pgd_steps, n_robust)
+    adversarial.robust_accuracy(student, x[:n_robust], y[:n_robust], prof.robust_eps, prof.robust_pgd_steps, n_robust,
+                                pgd_restarts=prof.robust_pgd_restarts, apgd_steps=prof.robust_apgd_steps, n_classes=7)
     timings["robust eval per image"] = (time.process_time() - t0) / n_robust
 
     est: dict[str, float] = {}
@@ -100,13 +109,17 @@ def main() -> None:
     predict_all = sum(timings[f"teacher {n} predict batch"] for n in teachers) / bs
     est["teacher val/test predictions"] = predict_all * (args.val + args.test)
     est["eadd strength re-estimates"] = predict_all * args.val * max(0, prof.student_epochs - 1)
-    est["student eadd"] = timings["student eadd step"] * prof.student_epochs * per_epoch
+    cached = prof.distill_views > 0
+    est["view bank teacher logits"] = predict_all * args.train * prof.distill_views
+    est["student eadd"] = timings["student eadd step, cached teacher logits" if cached else "student eadd step"] \
+        * prof.student_epochs * per_epoch
     est["student ce"] = timings["student ce step"] * prof.student_epochs * per_epoch
     est["adversarial"] = timings["adversarial step"] * prof.adv_epochs * per_epoch
     n_rob = min(args.test, prof.robust_max_images or args.test)
     est["evaluation (2 evals)"] = 2 * (timings["student predict batch"] / bs * (args.val + args.test)
                                        + timings["robust eval per image"] * n_rob)
     one_mode = (est["teachers"] + est["teacher val/test predictions"] + est["eadd strength re-estimates"]
+                + est["view bank teacher logits"]
                 + est["student eadd"] + est["adversarial"] + est["evaluation (2 evals)"])
     ablations = one_mode + est["student ce"] + est["student eadd"] + 2 * (est["adversarial"] + est["evaluation (2 evals)"])
     print(json.dumps({"threads": args.threads, "unit": "CPU seconds", "steps_per_epoch": per_epoch, "seconds": timings,

@@ -75,3 +75,15 @@ def shared_fer2013() -> Path:
     if not (SHARED_FER2013 / "train").is_dir():
         pytest.skip(f"real FER2013 not found at {SHARED_FER2013} (set FERCURATE_TEST_FER2013 to run this test)")
     return SHARED_FER2013
+
+
+@pytest.fixture
+def one_thread():
+    """Small models train fastest on one torch thread (and a busy machine hurts two threads most).
+    A module opts in with ``pytestmark = pytest.mark.usefixtures("one_thread")``."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -247,3 +247,15 @@ def test_every_profile_names_registered_teachers_and_a_real_schedule(profile):
     assert 0 < prof.adv_eps <= 8 / 255 and prof.adv_steps >= 1 and 0 <= prof.alpha <= 1
     with pytest.raises(TrainingError, match="unknown profile"):
         get_profile(profile + "-typo")
+
+
+@pytest.mark.parametrize("name, side", [("vgg48", 3), ("convnext_atto_48", 3), ("resnet18_48", 6),
+                                        ("resnet18", 2), ("convnext_atto", 1)])
+def test_the_48px_teachers_keep_resolution_the_imagenet_stems_lose(name, side):
+    """The last feature map of a 48-px face: the _48 / in-domain teachers still see a 3x3 or 6x6
+    face, the ImageNet-stem teachers a 2x2 or a single cell."""
+    model = create_model(name, 7).eval()
+    x = torch.rand(1, 1, 48, 48)
+    with torch.no_grad():
+        feats = model.features(model.standardize(x)) if name == "vgg48" else model.net.forward_features(x)
+    assert feats.shape[-2:] == (side, side)

@@ -22,12 +22,7 @@ from training.loop import train_stage, weighted_ce
 from training.runtime import Context, RunInterrupted, resolve_device
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _tiny_net() -> nn.Module:
@@ -168,11 +163,11 @@ def test_ctrl_c_or_sigterm_mid_stage_checkpoints_the_steps_already_applied(tmp_p
     train = load_manifest_splits(m, 0.1, 0)[0]["train"]
     calls = {"n": 0}
 
-    def loss_then_interrupt(model, x, y, w, t):
+    def loss_then_interrupt(model, batch):
         calls["n"] += 1
         if calls["n"] == 4:
             raise KeyboardInterrupt      # what the CLI's SIGTERM handler raises too
-        return weighted_ce(model, x, y, w)
+        return weighted_ce(model, batch)
 
     (tmp_path / "run" / "checkpoints").mkdir(parents=True)
     ctx = Context(out=tmp_path / "run", device=torch.device("cpu"), seed=7, classes=CLASSES, policy={"name": "none"})
@@ -276,20 +271,3 @@ def test_a_pretrained_teacher_is_used_as_shipped_while_a_scratch_teacher_is_trai
     tuned = {"pretrained": teachers["pretrained"]}
     run.train_teachers(ctx_b, with_overrides(prof, pretrained_teacher_epochs=1), splits, tuned, {"teachers": {}})
     assert not unchanged("pretrained")   # fine-tuning it is one setting away
-
-
-def test_the_paper_profile_runs_end_to_end_on_a_tiny_manifest(tmp_path):
-    """The GPU schedule's stages (three teacher families with the ViT, EADD, PGD-AT) run; only lengths are cut."""
-    from training.profiles import get_profile, with_overrides
-    from training.run import RunConfig, run_pipeline
-
-    paper = get_profile("paper")
-    prof = with_overrides(paper, teacher_epochs=1, student_epochs=1, adv_epochs=1, batch_size=16, adv_steps=2,
-                          robust_eps=(4,), robust_pgd_steps=2, speed_iters=5)
-    manifest = read_manifest(manifest_lines(tmp_path / "img", per_class=4), "tiny.jsonl")
-    metrics = run_pipeline(RunConfig(out=str(tmp_path / "paper"), profile=prof, device="cpu"), manifest)
-    assert sorted(metrics["teachers"]) == sorted(paper.teachers) and "vit_tiny_patch8" in paper.teachers
-    assert all(t["epochs"] == 1 and not t["pretrained"] for t in metrics["teachers"].values())
-    assert set(metrics["students"]["eadd"]["adversarial"]["robust"]["pgd"]) == {"4/255"}
-    assert (tmp_path / "paper" / "student-eadd.onnx").is_file()
-    assert "| vit_tiny_patch8 | " in (report := (tmp_path / "paper" / "report.md").read_text()) and "| 1 epoch |" in report

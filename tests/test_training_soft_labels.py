@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from tests.training_manifests import CLASSES, manifest_lines, write_manifest
 from training import cli
 from training.data import load_manifest_splits
-from training.loop import train_stage, weighted_ce
+from training.loop import Batch, train_stage, weighted_ce
 from training.manifest import read_manifest
 from training.runtime import Context
 from tests.test_training_run import one_thread  # noqa: F401  (autouse: torch on one thread)
@@ -33,9 +33,9 @@ def test_soft_labels_are_read_and_mixed_with_the_curated_label(tmp_path):
     logits = torch.randn(4, len(CLASSES))
     net = lambda x: logits  # noqa: E731
     w = torch.ones(4)
-    soft_loss = weighted_ce(net, None, y, w, t)
+    soft_loss = weighted_ce(net, Batch(None, y, w, t, idx))
     expected = -(t * F.log_softmax(logits, -1)).sum(1).mean()
-    assert torch.allclose(soft_loss, expected) and not torch.allclose(soft_loss, weighted_ce(net, None, y, w))
+    assert torch.allclose(soft_loss, expected) and not torch.allclose(soft_loss, weighted_ce(net, Batch(None, y, w, None, idx)))
 
 
 def test_a_manifest_without_soft_labels_has_none(tmp_path):
@@ -48,9 +48,9 @@ def test_the_training_loop_hands_the_loss_soft_targets_only_when_asked(tmp_path)
     train = load_manifest_splits(m, 0.1, 0)[0]["train"]
     seen = []
 
-    def spy(net, x, y, w, t):
-        seen.append(t)
-        return weighted_ce(net, x, y, w, t)
+    def spy(net, batch):
+        seen.append(batch.soft)
+        return weighted_ce(net, batch)
 
     (tmp_path / "run" / "checkpoints").mkdir(parents=True)
     for stage, weight in (("hard", 0.0), ("soft", 0.25)):

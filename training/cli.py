@@ -11,6 +11,7 @@ import threading
 from pathlib import Path
 
 from training.errors import TrainingError
+from training.runtime import quiet_progress_when_piped
 
 EPILOG = """\
 examples:
@@ -68,6 +69,11 @@ def build_parser() -> argparse.ArgumentParser:
     adv.add_argument("--adv-eps", type=float, metavar="N", help="L-inf radius in grey levels, N/255 (e.g. 4)")
     adv.add_argument("--adv-steps", type=int, metavar="K", help="attack iterations per training batch")
     adv.add_argument("--trades-beta", type=float, metavar="B", help="weight of the TRADES KL term (default 6)")
+    rob = p.add_argument_group("robust evaluation (default: the profile's)")
+    rob.add_argument("--robust-images", type=int, metavar="N", help="attack a seeded random N of the test images "
+                     "(0 = all of them)")
+    rob.add_argument("--apgd-steps", type=int, metavar="K", help="APGD-CE and targeted APGD-DLR iterations "
+                     "(0 = PGD and FGSM only)")
     p.add_argument("--soft-labels", type=float, nargs="?", const=0.5, metavar="W",
                    help="train on each sample's soft_label (the noise model's P(true label | image, given label), "
                         "in manifests of datasets scored by label_issues): the CE target becomes "
@@ -107,8 +113,14 @@ def _adversarial_overrides(args: argparse.Namespace) -> dict:
         raise TrainingError(f"--adv-steps {args.adv_steps}: give at least 1 attack step")
     if args.trades_beta is not None and args.trades_beta < 0:
         raise TrainingError(f"--trades-beta {args.trades_beta}: the KL weight cannot be negative")
+    if args.robust_images is not None and args.robust_images < 0:
+        raise TrainingError(f"--robust-images {args.robust_images}: give a number of images, or 0 for all")
+    if args.apgd_steps is not None and args.apgd_steps < 0:
+        raise TrainingError(f"--apgd-steps {args.apgd_steps}: give 0 (no APGD) or more iterations")
+    robust = {} if args.robust_images is None else {"robust_max_images": args.robust_images or None}
     return {"adv_method": args.adv_method, "adv_steps": args.adv_steps, "trades_beta": args.trades_beta,
-            "adv_eps": None if args.adv_eps is None else args.adv_eps / 255}
+            "adv_eps": None if args.adv_eps is None else args.adv_eps / 255, "robust_apgd_steps": args.apgd_steps,
+            **robust}
 
 
 def _stdin_lines():
@@ -204,6 +216,7 @@ def _stop_on_sigterm() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    quiet_progress_when_piped()
     if threading.current_thread() is threading.main_thread():
         _stop_on_sigterm()
     try:

@@ -119,7 +119,10 @@ def stratified_val_slice(labels: np.ndarray, fraction: float, seed: int) -> tupl
 
     idx = np.arange(len(labels))
     counts = np.bincount(labels)
-    stratify = labels if counts[counts > 0].min() >= 2 else None
+    n_val = math.ceil(fraction * len(labels))
+    # stratified when every class can give one image to each side (sklearn refuses otherwise)
+    stratify = labels if counts[counts > 0].min() >= 2 and min(n_val, len(labels) - n_val) >= (counts > 0).sum() \
+        else None
     train_idx, val_idx = train_test_split(idx, test_size=fraction, random_state=seed, stratify=stratify)
     return np.sort(train_idx), np.sort(val_idx)
 

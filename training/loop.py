@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Callable
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 import torch
@@ -13,8 +15,26 @@ from training import eadd
 from training.data import SplitData, augment, epoch_order, steps_per_epoch
 from training.runtime import Context, RunInterrupted, barrier, ranks_agree, step_seed
 
-#: a stage's batch loss: (model, augmented images, labels, sample weights, soft targets or None)
-LossFn = Callable[[nn.Module, torch.Tensor, torch.Tensor, torch.Tensor, "torch.Tensor | None"], torch.Tensor]
+if TYPE_CHECKING:
+    from training.view_bank import ViewBank
+
+
+@dataclass
+class Batch:
+    """One optimizer step's input: augmented images ``x``, curated labels ``y``, loss weights ``w``,
+    soft targets (``--soft-labels``) or None, the samples' indices in the split, and the view of
+    the :class:`~training.view_bank.ViewBank` each image came from (None: augmented afresh)."""
+
+    x: torch.Tensor
+    y: torch.Tensor
+    w: torch.Tensor
+    soft: torch.Tensor | None
+    index: torch.Tensor
+    views: torch.Tensor | None = None
+
+
+#: a stage's batch loss
+LossFn = Callable[[nn.Module, Batch], torch.Tensor]
 
 
 def unwrap(model: nn.Module) -> nn.Module:
@@ -25,11 +45,12 @@ def train_stage(ctx: Context, stage: str, model: nn.Module, train: SplitData, ep
                 weight_decay: float, batch_size: int, checkpoint_every: int, loss_fn: LossFn,
                 on_epoch_start: Callable[[int], None] | None = None,
                 state: Callable[[], dict] | None = None, load_state: Callable[[dict], None] | None = None,
-                soft_weight: float = 0.0) -> dict:
+                soft_weight: float = 0.0, bank: "ViewBank | None" = None) -> dict:
     """Trains ``model`` for ``epochs`` (fractional allowed) with AdamW + one-cycle, resumably.
 
-    ``loss_fn(model, x_aug, y, w, t)`` gives the batch loss, ``t`` the batch's soft targets
-    (:meth:`SplitData.targets`, with ``soft_weight`` > 0) or None; ``on_epoch_start(epoch)`` runs before
+    ``loss_fn(model, batch)`` gives the batch loss (:class:`Batch`; its soft targets come from
+    :meth:`SplitData.targets` when ``soft_weight`` > 0). Images are augmented afresh each step, or,
+    with ``bank``, are the bank's view drawn for the epoch. ``on_epoch_start(epoch)`` runs before
     each epoch's first step; ``state``/``load_state`` carry a stage's own state (e.g. EADD
     strengths) through checkpoints. Returns {"steps", "losses" (mean per epoch), "resumed_at"}.
     """
@@ -55,8 +76,12 @@ def train_stage(ctx: Context, stage: str, model: nn.Module, train: SplitData, ep
         resumed_at = start
         ctx.say(f"{stage}: resuming at step {start}/{total} (epoch {start // per_epoch})")
     history["resumed_at"] = resumed_at
+    clock = [time.perf_counter()]   # wall seconds of training, summed over resumes, in history["seconds"]
 
     def save(step: int, done: bool) -> None:
+        now = time.perf_counter()
+        history["seconds"] = round(history.get("seconds", 0.0) + now - clock[0], 1)
+        clock[0] = now
         if ctx.main:
             tmp = path.with_suffix(".tmp")
             torch.save({"model": unwrap(model).state_dict(), "optimizer": opt.state_dict(),
@@ -79,15 +104,22 @@ def train_stage(ctx: Context, stage: str, model: nn.Module, train: SplitData, ep
                 on_epoch_start(epoch)
             if epoch not in orders:
                 orders = {epoch: epoch_order(train, ctx.policy, ctx.classes, ctx.seed, epoch)}
+                epoch_views = bank.epoch_views(epoch) if bank is not None else None
             order = orders[epoch]
             first = (j * ctx.world + ctx.rank) * batch_size
             idx = order[torch.arange(first, first + batch_size) % len(order)]
             seed = step_seed(ctx.seed, stage, step)
             torch.manual_seed(seed)
-            x = augment(train.float_images(idx).to(ctx.device), torch.Generator().manual_seed(seed))
+            if bank is None:
+                views = None
+                x = augment(train.float_images(idx).to(ctx.device), torch.Generator().manual_seed(seed))
+            else:
+                views = epoch_views[idx]
+                x = bank.batch(idx, views).to(ctx.device)
             net.train()
             t = train.targets(idx, soft_weight).to(ctx.device) if soft_weight > 0 else None
-            loss = loss_fn(net, x, train.labels[idx].to(ctx.device), train.weights[idx].to(ctx.device), t)
+            loss = loss_fn(net, Batch(x, train.labels[idx].to(ctx.device), train.weights[idx].to(ctx.device), t,
+                                      idx, views))
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -95,7 +127,7 @@ def train_stage(ctx: Context, stage: str, model: nn.Module, train: SplitData, ep
             next_step = step + 1
             running.append(float(loss.detach()))
             bar.update(1)
-            bar.set_postfix(loss=f"{running[-1]:.3f}", epoch=epoch)
+            bar.set_postfix(loss=f"{running[-1]:.3f}", epoch=epoch, refresh=False)
             ctx.steps_done += 1
             last_of_epoch = j == per_epoch - 1 or step == total - 1
             if last_of_epoch:
@@ -123,7 +155,6 @@ def train_stage(ctx: Context, stage: str, model: nn.Module, train: SplitData, ep
     return history
 
 
-def weighted_ce(model: nn.Module, x: torch.Tensor, y: torch.Tensor, w: torch.Tensor,
-                t: torch.Tensor | None = None) -> torch.Tensor:
-    """Cross-entropy, weighted per sample; against ``t`` (soft targets) when given."""
-    return eadd.distill_loss(model(x), y, w, None, eadd.DistillConfig(), hard_target=t)
+def weighted_ce(model: nn.Module, batch: Batch) -> torch.Tensor:
+    """Cross-entropy, weighted per sample; against the batch's soft targets when it has them."""
+    return eadd.distill_loss(model(batch.x), batch.y, batch.w, None, eadd.DistillConfig(), hard_target=batch.soft)

@@ -1,4 +1,4 @@
-"""Training schedules by budget: ``smoke`` (seconds, tests), ``cpu`` (<= 45 min on 2 cores, full
+"""Training schedules by budget: ``smoke`` (seconds, tests), ``cpu`` (about an hour on 2 cores, full
 FER2013), ``paper`` (the full schedule, meant for a GPU).
 
 A profile fixes every knob of a run; the CLI overrides a few (``--epochs``, ``--teachers``,
@@ -35,6 +35,10 @@ class Profile:
     tau_w: float = 0.1
     beta: float = 1.0
     strength_momentum: float = 0.5
+    # > 0: students train on a fixed bank of this many augmented views per image (view 0 the image,
+    # 1 its mirror) and read the teachers' logits on them from a table (training.view_bank) instead of
+    # running every teacher on every step; 0 = fresh augmentation and teacher forwards each step.
+    distill_views: int = 0
     # adversarial fine-tuning (see training.adversarial)
     adv_method: str = "pgd"                # pgd (PGD-AT mixed with clean) or trades (CE + beta*KL)
     trades_beta: float = 6.0
@@ -63,22 +67,22 @@ PROFILES: dict[str, Profile] = {
         robust_pgd_restarts=2, robust_apgd_steps=2,
         speed_iters=5, checkpoint_every=2,
     ),
-    # cpu: timed with bench/time_training_stages.py (CPU seconds per step, 1 thread, on a shared machine):
-    # teachers resnet18 1.02 + convnext_atto 0.49, student EADD step 1.9, adversarial step 5.3 s,
-    # robust eval 0.22 s/image -> ~3,500 CPU-s for one mode = ~32-36 min on 2 dedicated cores.
+    # cpu: step times on this 2-core machine (2 threads, batch 128): teachers vgg48 0.64 s, convnext_atto_48
+    # 0.92 s; student CE step 0.84 s; the view bank's teacher logits cost 4 views x 28,709 forwards
+    # (~6 min) instead of both teachers on each of 7 x 225 student steps (~1.5 s a step).
+    # The 48-px teachers replace resnet18/convnext_atto with ImageNet stems (49 % / 42 % on test).
     # adv_lr 1e-4: at 5e-4 the quarter-epoch fine-tune collapsed the students to "happy" for every face
     # (PGD-AT and TRADES alike, see training.adversarial).
-    # The ViT teacher (1.8 s/step, 0.57 s per distillation forward) does not fit: paper profile only.
     "cpu": Profile(
-        name="cpu", teachers=("resnet18", "convnext_atto"), teacher_epochs=3, student_epochs=5,
+        name="cpu", teachers=("vgg48", "convnext_atto_48"), teacher_epochs=4, student_epochs=7,
         adv_epochs=0.25, batch_size=128, lr=1e-3, adv_lr=1e-4, adv_steps=2, robust_pgd_steps=5, robust_max_images=500,
-        robust_apgd_steps=10,
+        robust_apgd_steps=10, distill_views=4,
         checkpoint_every=100,
     ),
     "paper": Profile(
-        name="paper", teachers=("resnet18", "convnext_atto", "vit_tiny_patch8"), teacher_epochs=60, student_epochs=100,
+        name="paper", teachers=("vgg48_wide", "resnet18_48", "vit_tiny_patch8"), teacher_epochs=60, student_epochs=100,
         adv_epochs=10, batch_size=128, lr=1e-3, adv_steps=7, robust_pgd_steps=20, robust_pgd_restarts=3,
-        robust_apgd_steps=100, checkpoint_every=500,
+        robust_apgd_steps=100, distill_views=16, checkpoint_every=500,
     ),
 }
 

@@ -1,8 +1,9 @@
 """One training run, stage by stage, in a run folder that survives interruptions.
 
 Stages: (1) validate the manifest, (2) train the teachers, (3) measure their per-class
-strength on val, (4) distill into the student per mode (``ce`` / ``kd`` / ``eadd``),
-(5) adversarial fine-tuning, (6) evaluation, ONNX export and ``report.md``.
+strength on val, (4) with ``distill_views`` > 0, the view bank and the teachers' logits on it
+(:mod:`training.view_bank`), (5) distill into the student per mode (``ce`` / ``kd`` / ``eadd``),
+(6) adversarial fine-tuning, (7) evaluation, ONNX export and ``report.md``.
 
 Run folder::
 
@@ -10,6 +11,7 @@ Run folder::
     manifest_header.json   the header of the manifest trained on; manifest.jsonl, its full copy
     eval_manifest.jsonl    a copy of --eval-manifest, when given
     checkpoints/<stage>.pt model, optimizer, scheduler, next step, done flag, stage state
+    checkpoints/teacher-logits.pt  the teachers' logits on the view bank (kept for --resume)
     metrics.json           every number of the report; predictions/*.csv; plots/*.png
     student-<mode>.onnx    the final student per mode;  report.md
 
@@ -34,6 +36,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import time
 from pathlib import Path
 
 import torch.distributed as dist
@@ -45,7 +48,8 @@ from training.errors import TrainingError
 from training.manifest import Manifest
 from training.run_folder import RunConfig, prepare_run_folder
 from training.runtime import Context, RunInterrupted, barrier, init_distributed, resolve_device, set_determinism, write_json
-from training.stages import build_teachers, evaluate_teachers, teacher_probs, train_student, train_teachers
+from training.stages import (build_teachers, evaluate_teachers, student_inputs, teacher_probs, train_student,
+                             train_teachers)
 
 __all__ = ["RunConfig", "RunInterrupted", "run_pipeline"]
 
@@ -58,6 +62,7 @@ def run_pipeline(cfg: RunConfig, manifest: Manifest | None, eval_manifest: Manif
     """
     from training.report import write_report
 
+    started = time.perf_counter()
     out = Path(cfg.out)
     if manifest is not None and cfg.profile.soft_label_weight > 0 and \
             not any(s.soft_label is not None for s in manifest.split("train")):
@@ -94,6 +99,7 @@ def run_pipeline(cfg: RunConfig, manifest: Manifest | None, eval_manifest: Manif
     metrics.setdefault("teachers", {})
     metrics.setdefault("students", {})
     metrics.setdefault("resumes", [])
+    metrics["wall_s_before"] = metrics.get("wall_s", 0.0) if resume else 0.0
     if resume:
         metrics["resumes"].append(datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"))
 
@@ -121,21 +127,28 @@ def run_pipeline(cfg: RunConfig, manifest: Manifest | None, eval_manifest: Manif
             strength = eadd.teacher_strength(val_probs, splits["val"].labels, len(ctx.classes))
             if ctx.main:
                 evaluate_teachers(ctx, teachers, splits, val_probs, strength, metrics)
-        for mode in cfg.modes:
-            if resume and "onnx" in metrics["students"].get(mode, {}):
-                ctx.say(f"student {mode}: finished before the interruption (metrics kept)")
-                continue
-            train_student(ctx, mode, prof, splits, teachers, strength, metrics, eval_test)
+        todo = [m for m in cfg.modes if not (resume and "onnx" in metrics["students"].get(m, {}))]
+        for mode in sorted(set(cfg.modes) - set(todo)):
+            ctx.say(f"student {mode}: finished before the interruption (metrics kept)")
+        t0 = time.perf_counter()
+        bank, cached = student_inputs(ctx, prof, splits["train"], teachers) if todo else (None, None)
+        if bank is not None:
+            metrics["view_bank"] = {"views": bank.n_views, "seconds": round(time.perf_counter() - t0, 1)}
+        for mode in todo:
+            train_student(ctx, mode, prof, splits, teachers, strength, metrics, eval_test, bank, cached)
             if ctx.main:
                 write_json(metrics_path, metrics)
     except RunInterrupted:
         if ctx.main:
+            metrics["wall_s"] = round(metrics["wall_s_before"] + time.perf_counter() - started, 1)
             write_json(metrics_path, metrics)
         raise
     if world > 1:
         metrics["ddp"] = {"world_size": world, "backend": str(dist.get_backend()), "stages": ctx.ddp_checks}
     if ctx.main:
         metrics["log"] = ctx.log
+        # wall seconds of the processes that made the run (summed over resumes)
+        metrics["wall_s"] = round(metrics["wall_s_before"] + time.perf_counter() - started, 1)
         write_json(metrics_path, metrics)
         write_report(out, metrics, manifest.classes)
     barrier(ctx)

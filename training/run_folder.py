@@ -34,6 +34,7 @@ RESUME_CHECKED: dict[str, tuple[str, ...]] = {
     "epochs": ("teacher_epochs", "student_epochs", "adv_epochs"), "adv_method": ("adv_method",),
     "adv_eps": ("adv_eps",), "adv_steps": ("adv_steps",), "trades_beta": ("trades_beta",),
     "mode": ("modes",), "ablations": ("modes",), "seed": ("seed",),
+    "robust_images": ("robust_max_images",), "apgd_steps": ("robust_apgd_steps",),
 }
 
 

@@ -23,6 +23,21 @@ from tqdm import tqdm
 from training.errors import TrainingError
 
 
+#: seconds between redraws of a progress bar when stderr is not a terminal
+PIPED_PROGRESS_INTERVAL = "30"
+
+
+def quiet_progress_when_piped() -> None:
+    """A run logged to a file (nohup, CI, a pipe) would get a line per optimizer step: redraw the
+    bars at most every ``PIPED_PROGRESS_INTERVAL`` seconds there. An explicit TQDM_MININTERVAL wins."""
+    try:
+        interactive = sys.stderr.isatty()
+    except (AttributeError, ValueError):
+        interactive = False
+    if not interactive:
+        os.environ.setdefault("TQDM_MININTERVAL", PIPED_PROGRESS_INTERVAL)
+
+
 class RunInterrupted(Exception):
     """The run stopped (``stop_after_steps`` reached or Ctrl-C) after writing a checkpoint."""
 

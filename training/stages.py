@@ -15,10 +15,11 @@ import torch.nn as nn
 from training import adversarial, eadd, evaluate
 from training.data import SplitData, augment
 from training.errors import TrainingError
-from training.loop import train_stage, unwrap, weighted_ce
+from training.loop import Batch, train_stage, unwrap, weighted_ce
 from training.models import create_model, list_models
 from training.profiles import Profile
 from training.runtime import Context, barrier, step_seed
+from training.view_bank import ViewBank, build_bank, teacher_logits
 
 STUDENT = "hybrid_student"
 #: Teachers whose training data is not FER2013's Training split only (see the report's warning).
@@ -63,7 +64,8 @@ def train_teachers(ctx: Context, prof: Profile, splits: dict[str, SplitData], te
         entry = metrics["teachers"].setdefault(name, {})
         entry.update({"params": evaluate.count_parameters(model), "source": getattr(model, "fer_meta", {}).get("source"),
                       "pretrained": pretrained, "epochs": epochs,
-                      "loss_per_epoch": hist["losses"], "leak_warning": LEAKY_TEACHERS.get(name)})
+                      "loss_per_epoch": hist["losses"], "train_seconds": hist.get("seconds"),
+                      "leak_warning": LEAKY_TEACHERS.get(name)})
 
 
 def teacher_probs(ctx: Context, teachers: dict[str, nn.Module], data: SplitData) -> torch.Tensor:
@@ -72,22 +74,55 @@ def teacher_probs(ctx: Context, teachers: dict[str, nn.Module], data: SplitData)
                         for n, m in teachers.items()])
 
 
+def student_inputs(ctx: Context, prof: Profile, train: SplitData, teachers: dict[str, nn.Module]
+                   ) -> tuple[ViewBank | None, torch.Tensor | None]:
+    """The view bank every student mode trains on (``distill_views`` > 0; ce too, so the ablation
+    compares losses on the same inputs) and the teachers' (T, V, N, C) logits on it.
+
+    The logits are saved in ``checkpoints/teacher-logits.pt`` so a resumed run does not recompute
+    them; a file made for other teachers, views, seed or train split is recomputed."""
+    if prof.distill_views <= 0:
+        return None, None
+    bank = build_bank(train, prof.distill_views, ctx.seed)
+    if not teachers:
+        return bank, None
+    path = ctx.out / "checkpoints" / "teacher-logits.pt"
+    key = {"teachers": list(teachers), "views": prof.distill_views, "seed": ctx.seed, "n": len(train),
+           "paths_head": train.paths[:3]}
+    if path.is_file():
+        saved = torch.load(path, weights_only=False)
+        if saved.get("key") == key:
+            return bank, saved["logits"]
+    logits = teacher_logits(teachers, bank, ctx.device)
+    if ctx.main:
+        tmp = path.with_suffix(".tmp")
+        torch.save({"key": key, "logits": logits}, tmp)
+        tmp.replace(path)
+    return bank, logits
+
+
 def make_distill_loss(ctx: Context, mode: str, prof: Profile, teachers: dict[str, nn.Module], val: SplitData,
-                      val_strength: torch.Tensor | None, strength_log: list) -> tuple[Callable, Callable | None,
-                                                                                   Callable | None, Callable | None]:
-    """(loss_fn, on_epoch_start, state, load_state) for one ablation mode."""
+                      val_strength: torch.Tensor | None, strength_log: list, cached: torch.Tensor | None = None
+                      ) -> tuple[Callable, Callable | None, Callable | None, Callable | None]:
+    """(loss_fn, on_epoch_start, state, load_state) for one ablation mode.
+
+    With ``cached`` (the teachers' logits on the view bank, see :func:`student_inputs`) a step
+    reads the teachers' answer on its images instead of running them: the same loss, see the test."""
     cfg = eadd.DistillConfig(prof.temperature, prof.alpha, prof.tau_w, prof.beta, prof.strength_momentum)
     if mode == "ce":
         return weighted_ce, None, None, None
     models = list(teachers.values())
     holder = {"strength": val_strength.clone() if mode == "eadd" else None}
 
-    def loss_fn(net, x, y, w, soft=None):
+    def loss_fn(net, batch: Batch):
         with torch.no_grad():
-            logits = torch.stack([t(x) for t in models])
-            weights = eadd.teacher_weights(logits, y, holder["strength"], cfg)
+            if cached is not None and batch.views is not None:
+                logits = cached[:, batch.views, batch.index].to(batch.x.device)
+            else:
+                logits = torch.stack([t(batch.x) for t in models])
+            weights = eadd.teacher_weights(logits, batch.y, holder["strength"], cfg)
             target = eadd.distill_target(logits, weights, cfg.temperature)
-        return eadd.distill_loss(net(x), y, w, target, cfg, hard_target=soft)
+        return eadd.distill_loss(net(batch.x), batch.y, batch.w, target, cfg, hard_target=batch.soft)
 
     if mode == "kd":
         return loss_fn, None, None, None
@@ -148,7 +183,8 @@ def robust_subset(test: SplitData, max_images: int | None, seed: int) -> tuple[t
 
 
 def train_student(ctx: Context, mode: str, prof: Profile, splits: dict[str, SplitData], teachers: dict[str, nn.Module],
-                  val_strength: torch.Tensor | None, metrics: dict, eval_test: SplitData | None) -> None:
+                  val_strength: torch.Tensor | None, metrics: dict, eval_test: SplitData | None,
+                  bank: ViewBank | None = None, cached: torch.Tensor | None = None) -> None:
     """Distill (mode), evaluate, adversarially fine-tune, evaluate again, export ONNX."""
     from training.onnx_export import export_onnx
 
@@ -157,11 +193,12 @@ def train_student(ctx: Context, mode: str, prof: Profile, splits: dict[str, Spli
     student = create_model(STUDENT, len(ctx.classes))
     strength_log: list = []
     loss_fn, on_epoch, state, load_state = make_distill_loss(ctx, mode, prof, teachers, splits["val"], val_strength,
-                                                             strength_log)
+                                                             strength_log, cached)
     hist = train_stage(ctx, f"student-{mode}", student, splits["train"], prof.student_epochs, prof.lr,
                        prof.weight_decay, prof.batch_size, prof.checkpoint_every, loss_fn, on_epoch, state, load_state,
-                       soft_weight=prof.soft_label_weight)
+                       soft_weight=prof.soft_label_weight, bank=bank)
     entry["distill_loss_per_epoch"] = hist["losses"]
+    entry["distill_seconds"] = hist.get("seconds")
     if mode == "eadd":
         ck = torch.load(ctx.out / "checkpoints" / f"student-{mode}.pt", weights_only=False)
         entry["strength_history"] = (ck.get("state") or {}).get("log", strength_log)
@@ -172,14 +209,15 @@ def train_student(ctx: Context, mode: str, prof: Profile, splits: dict[str, Spli
 
     attack = adversarial.make_attack(student, prof.adv_method, prof.adv_eps, prof.adv_steps)
 
-    def adv_loss(net, x, y, w, soft=None):   # attacks are built on the hard labels
+    def adv_loss(net, batch: Batch):   # attacks are built on the hard labels
         if prof.adv_method == "trades":
-            return adversarial.trades_loss(net, attack, x, y, w, prof.trades_beta)
-        return adversarial.adversarial_loss(net, attack, x, y, w, prof.adv_weight)
+            return adversarial.trades_loss(net, attack, batch.x, batch.y, batch.w, prof.trades_beta)
+        return adversarial.adversarial_loss(net, attack, batch.x, batch.y, batch.w, prof.adv_weight)
 
     hist = train_stage(ctx, f"adversarial-{mode}", student, splits["train"], prof.adv_epochs, prof.adv_lr,
                        prof.weight_decay, prof.batch_size, prof.checkpoint_every, adv_loss)
     entry["adversarial_loss_per_epoch"] = hist["losses"]
+    entry["adversarial_seconds"] = hist.get("seconds")
     if not ctx.main:
         return
     entry["adversarial"] = evaluate_student(ctx, student, splits, prof, f"robust-{mode}", robust_images)

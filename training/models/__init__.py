@@ -70,4 +70,4 @@ def create_model(name: str, num_classes: int, **kwargs) -> nn.Module:
 
 
 # The model modules register themselves on import; they need register_model defined above.
-from training.models import mini_xception, student, teachers  # noqa: E402,F401
+from training.models import mini_xception, student, teachers, vgg48  # noqa: E402,F401

@@ -1,8 +1,10 @@
 """Teacher networks from timm, built for 48x48 grayscale faces (``in_chans=1``).
 
-Sized so that ``--profile cpu`` trains each on full FER2013 in minutes on two cores. Three
-families, so that the teachers make different mistakes: a ResNet, a ConvNeXt and a ViT
-with 8-pixel patches (36 tokens at 48 px).
+Three families, so that the teachers make different mistakes: a ResNet, a ConvNeXt and a ViT
+with 8-pixel patches (36 tokens at 48 px). The plain ``resnet18`` / ``convnext_atto`` keep
+timm's ImageNet stem (4x downsampling before the first block: a 48-px face ends as a 2x2 or
+1x1 map) and trained *weaker* than the student; the ``_48`` variants keep resolution through
+their stem, which is what a 48-px face needs (their cost grows with it: 16x and 4x).
 """
 
 from __future__ import annotations
@@ -47,8 +49,13 @@ def create_timm_teacher(arch: str, num_classes: int, checkpoint: str | None = No
     if pretrained and not Path(checkpoint).is_file():
         raise TrainingError(f"teacher checkpoint {checkpoint} not found: pass the path of a local "
                             f"{arch} state dict, or no checkpoint to start from random weights")
-    net = timm.create_model(arch, pretrained=pretrained, num_classes=num_classes, in_chans=1,
-                            pretrained_cfg_overlay=dict(file=str(checkpoint)) if pretrained else None, **kwargs)
+    try:
+        net = timm.create_model(arch, pretrained=pretrained, num_classes=num_classes, in_chans=1,
+                                pretrained_cfg_overlay=dict(file=str(checkpoint)) if pretrained else None, **kwargs)
+    except RuntimeError as e:   # a state dict of another architecture or shape
+        first = str(e).strip().splitlines()[0][:200]
+        raise TrainingError(f"teacher checkpoint {checkpoint} does not fit {arch} ({kwargs or 'timm defaults'}): "
+                            f"{first}; pass a state dict of this architecture") from None
     return TimmTeacher(net, pretrained)
 
 
@@ -62,6 +69,29 @@ def resnet18(num_classes: int, checkpoint: str | None = None, **kwargs) -> nn.Mo
 def convnext_atto(num_classes: int, checkpoint: str | None = None, **kwargs) -> nn.Module:
     """ConvNeXt-Atto (3.4 M params): large depthwise kernels, LayerNorm, GELU."""
     return create_timm_teacher("convnext_atto", num_classes, checkpoint, **kwargs)
+
+
+@register_model(kind="teacher", source="timm:resnet18")
+def resnet18_48(num_classes: int, checkpoint: str | None = None, **kwargs) -> nn.Module:
+    """ResNet-18 with a 3x3 stride-1 stem and no max-pool: stages at 48/24/12/6 px (1.3 G multiply-adds).
+
+    What CIFAR ResNets do for 32-px images; for the ``paper`` profile (a GPU)."""
+    teacher = create_timm_teacher("resnet18", num_classes, checkpoint, **kwargs)
+    stem = teacher.net.conv1
+    teacher.net.conv1 = nn.Conv2d(stem.in_channels, stem.out_channels, 3, 1, 1, bias=False)
+    if checkpoint is not None:   # a 7x7 checkpoint stem does not fit a 3x3 one: keep its centre
+        teacher.net.conv1.weight.data.copy_(stem.weight.data[:, :, 2:5, 2:5])
+    teacher.net.maxpool = nn.Identity()
+    return teacher
+
+
+@register_model(kind="teacher", source="timm:convnext_atto")
+def convnext_atto_48(num_classes: int, checkpoint: str | None = None, **kwargs) -> nn.Module:
+    """ConvNeXt-Atto with a 2x2 patch stem: stages at 24/12/6/3 px (timm's ``patch_size=2`` alone
+    moves the lost downsampling into the first stage, which timm does to keep a stride of 32)."""
+    teacher = create_timm_teacher("convnext_atto", num_classes, checkpoint, **{"patch_size": 2, **kwargs})
+    teacher.net.stages[0].downsample = nn.Identity()
+    return teacher
 
 
 @register_model(kind="teacher", source="timm:vit_tiny_patch16_224")

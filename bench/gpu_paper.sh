@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# The `paper` profile on one GPU: FER2013 folder -> manifest -> teachers, EADD student, adversarial
+# fine-tuning -> bench/results/gpu_paper.json (per-run numbers, wall time, robust curves, latency).
+#
+#   bash bench/gpu_paper.sh [FER2013_DIR] [OUT_DIR]        (defaults: ../shared/data/fer2013, runs/gpu_paper)
+#
+# Installs nothing: run it in the environment of the README's install command. Budget: 10 minutes on
+# one large GPU; GPU_PAPER_TIMEOUT (seconds, default 570) stops training with a checkpoint before
+# that (rerun the script to resume), and GPU_PAPER_EPOCHS=T,S,A overrides the profile's epochs.
+# Tests run it on CPU with GPU_PAPER_DEVICE=cpu GPU_PAPER_LIMIT=4 GPU_PAPER_EPOCHS=0.5,0.5,0.5.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+data=${1:-../shared/data/fer2013}
+out=${2:-runs/gpu_paper}
+device=${GPU_PAPER_DEVICE:-cuda}
+results=${GPU_PAPER_RESULTS:-bench/results/gpu_paper.json}
+mkdir -p "$out"
+if [ ! -s "$out/raw.jsonl" ]; then
+  python bench/make_manifest.py "$data" ${GPU_PAPER_LIMIT:+--limit "$GPU_PAPER_LIMIT"} > "$out/raw.jsonl"
+fi
+extra=()
+[ -n "${GPU_PAPER_EPOCHS:-}" ] && extra+=(--epochs "$GPU_PAPER_EPOCHS")
+[ -n "${GPU_PAPER_OVERRIDES:-}" ] && read -r -a more <<< "$GPU_PAPER_OVERRIDES" && extra+=("${more[@]}")
+votes=()
+[ -f "$data/../ferplus-val/votes.csv" ] && votes=(--votes "$data/../ferplus-val/votes.csv")
+# training checkpoints on SIGTERM, so a timeout leaves a resumable run folder
+timeout --signal TERM "${GPU_PAPER_TIMEOUT:-570}" \
+  python bench/training_seeds.py --manifest "$out/raw.jsonl" --modes eadd --seeds 0 --profile paper \
+    --device "$device" --out "$out/runs" --results "$results" "${votes[@]}" --training-args "${extra[*]:-}"
+echo "wrote $results"

@@ -1,0 +1,151 @@
+"""Students per mode and seed on one manifest: wall time, accuracy on both label sets, robustness.
+
+Runs ``training --mode MODES --seed S`` once per seed (teachers trained once per run, then one
+student per mode; an existing run folder is resumed), then writes one JSON with a row per run
+and, per mode, the mean and standard deviation over seeds:
+
+    python bench/make_manifest.py ../shared/data/fer2013 > raw.jsonl
+    python bench/training_seeds.py --manifest raw.jsonl --modes eadd --seeds 0 --profile cpu --threads 2 \\
+        --votes ../shared/data/ferplus-val/votes.csv --out runs/seeds --results bench/results/training_cpu.json
+
+Accuracy is on the manifest's test split against its labels (FER2013's own for ``raw``,
+which are noisy: read them beside the crowd figure) and, with ``--votes``, on val against
+the crowd plurality (val chose no checkpoint: the runs train fixed epochs). Wall times are
+the ``training`` processes' own (``metrics.json`` ``wall_s``), so run it on a quiet machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import shlex
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+from crowd import read_votes  # noqa: E402
+
+RESULTS = Path(__file__).parent / "results" / "training_seeds.json"
+
+
+def pct(v: float | None) -> float | None:
+    return None if v is None else round(100 * v, 2)
+
+
+def crowd_accuracy(predictions_csv: Path, votes_csv: Path | None, classes: list[str]) -> dict | None:
+    """Accuracy of a predictions CSV against the crowd plurality, on the images the crowd gave one of the classes."""
+    if votes_csv is None or not predictions_csv.is_file():
+        return None
+    votes = read_votes(votes_csv)
+    crowd = {r: c for r, c in zip(votes.relpath, votes.crowd_label) if c in classes}
+    hits = n = 0
+    with open(predictions_csv, newline="") as f:
+        for row in csv.DictReader(f):
+            rel = "/".join(Path(row["filepath"]).parts[-3:])   # votes name files as test/<class>/<file>
+            if rel in crowd:
+                n += 1
+                hits += row["predicted"] == crowd[rel]
+    return {"accuracy": pct(hits / n) if n else None, "n_images": n}
+
+
+def student_row(s: dict, out: Path, mode: str, votes: Path | None, classes: list[str]) -> dict:
+    d, a = s["distilled"], s.get("adversarial", {})
+
+    def state(r: dict, tag: str) -> dict:
+        if not r:
+            return {}
+        rob = r["robust"]
+        return {"test_acc": pct(r["test"]["curated"]["accuracy"]), "test_acc_raw_labels": pct(r["test"]["raw"]["accuracy"]),
+                "test_macro_f1": pct(r["test"]["curated"]["macro_f1"]),
+                "test_recall": {c: pct(v) for c, v in r["test"]["curated"]["per_class_recall"].items()},
+                "val_acc": pct(r["val"]["curated"]["accuracy"]),
+                "val_acc_crowd": crowd_accuracy(out / "predictions" / f"{tag}-{mode}-val.csv", votes, classes),
+                "robust": {k: rob[k] for k in ("n_images", "pgd", "apgd_ce", "apgd_t_dlr", "fgsm", "clean", "worst", "masking")
+                           if k in rob}}
+
+    return {"params": s.get("params"), "distill_seconds": s.get("distill_seconds"),
+            "adversarial_seconds": s.get("adversarial_seconds"),
+            "distilled": state(d, "student"), "adversarial": state(a, "robust"),
+            "latency_ms_torch_b1_1thread": s.get("speed", {}).get("latency_ms_batch1_1thread"),
+            "latency_ms_onnx_b1_1thread": s.get("onnx", {}).get("ort_latency_ms_batch1_1thread")}
+
+
+def summarize(out: Path, votes: Path | None) -> dict:
+    m = json.loads((out / "metrics.json").read_text())
+    classes = sorted(m["manifest"]["split_counts"]["test"])
+    return {"run": str(out), "seed": m["seed"], "profile": m["profile"], "version": m["manifest"]["version"],
+            "content_hash": m["manifest"]["content_hash"], "wall_s": m.get("wall_s"),
+            "view_bank": m.get("view_bank"),
+            "teachers": {n: {"params": t["params"], "epochs": t["epochs"], "train_seconds": t.get("train_seconds"),
+                             "test_acc": pct(t["test"]["curated"]["accuracy"]),
+                             "test_macro_f1": pct(t["test"]["curated"]["macro_f1"]),
+                             "strength_val_f1": t.get("strength_val_f1")}
+                         for n, t in m["teachers"].items()},
+            "students": {mode: student_row(s, out, mode, votes, classes) for mode, s in m["students"].items()
+                         if "onnx" in s}}
+
+
+def aggregate(rows: list[dict]) -> dict:
+    """mode -> {metric: {mean, std, n}} over the runs (seeds) that finished it."""
+    keys = {"distilled_test_acc": ("distilled", "test_acc"), "distilled_val_acc_crowd": ("distilled", "val_acc_crowd"),
+            "adversarial_test_acc": ("adversarial", "test_acc"), "distilled_test_macro_f1": ("distilled", "test_macro_f1")}
+    out: dict = {}
+    for mode in sorted({m for r in rows for m in r["students"]}):
+        entry = {}
+        for name, (state, key) in keys.items():
+            vals = [r["students"][mode][state].get(key) for r in rows if mode in r["students"]]
+            vals = [v["accuracy"] if isinstance(v, dict) else v for v in vals]
+            vals = [v for v in vals if v is not None]
+            if vals:
+                entry[name] = {"mean": round(statistics.mean(vals), 2),
+                               "std": round(statistics.stdev(vals), 2) if len(vals) > 1 else None, "n": len(vals)}
+        out[mode] = entry
+    return out
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--manifest", type=Path, required=True)
+    p.add_argument("--modes", default="eadd", help="comma-separated, as training --mode (default eadd)")
+    p.add_argument("--seeds", default="0", help="comma-separated seeds (default 0)")
+    p.add_argument("--profile", default="cpu")
+    p.add_argument("--threads", type=int)
+    p.add_argument("--device", help="training --device (default: its auto)")
+    p.add_argument("--training-args", default="", metavar="ARGS",
+                   help="more options for every training run, e.g. '--epochs 1,1,1' (not on resume)")
+    p.add_argument("--votes", type=Path, help="crowd votes CSV: also score val against the crowd")
+    p.add_argument("--out", type=Path, default=Path("runs/seeds"))
+    p.add_argument("--results", type=Path, default=RESULTS)
+    p.add_argument("--summarize-only", action="store_true")
+    args = p.parse_args()
+    version = json.loads(args.manifest.open().readline()).get("version", "manifest")
+    folders = []
+    for seed in [int(s) for s in args.seeds.split(",")]:
+        out = args.out / f"{version}-{args.profile}-s{seed}"
+        folders.append(out)
+        if args.summarize_only:
+            continue
+        cmd = [sys.executable, "-m", "training.cli", "--profile", args.profile, "--mode", args.modes, "--out", str(out)]
+        cmd += ["--resume"] if (out / "config.json").is_file() else ["--manifest", str(args.manifest),
+                                                                      "--seed", str(seed)]
+        if args.threads:
+            cmd += ["--threads", str(args.threads)]
+        if args.device:
+            cmd += ["--device", args.device]
+        if "--resume" not in cmd:
+            cmd += shlex.split(args.training_args)
+        print("+", " ".join(cmd), file=sys.stderr, flush=True)
+        subprocess.run(cmd, check=True)
+    rows = [summarize(f, args.votes) for f in folders if (f / "metrics.json").is_file()]
+    result = {"command": " ".join(["python", "bench/training_seeds.py", *sys.argv[1:]]), "runs": rows,
+              "by_mode": aggregate(rows)}
+    args.results.parent.mkdir(exist_ok=True)
+    args.results.write_text(json.dumps(result, indent=1) + "\n")
+    print(json.dumps(result["by_mode"], indent=1))
+
+
+if __name__ == "__main__":
+    main()
