@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 import torch
 import torch.nn.functional as F
 
@@ -13,7 +14,8 @@ from training.data import load_manifest_splits
 from training.loop import Batch, train_stage, weighted_ce
 from training.manifest import read_manifest
 from training.runtime import Context
-from tests.test_training_run import one_thread  # noqa: F401  (autouse: torch on one thread)
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_soft_labels_are_read_and_mixed_with_the_curated_label(tmp_path):
