@@ -115,6 +115,9 @@ def test_smoke_run_end_to_end_interrupted_and_resumed(tmp_path, capsys):
 
     report = (out / "report.md").read_text()
     assert "curated" in report and "raw" in report and "eadd" in report and (out / "plots" / "losses.png").is_file()
+    # time per stage survives the interruption: seconds are summed over the two processes
+    assert student["distill_seconds"] > 0 and all(t["train_seconds"] > 0 for t in metrics["teachers"].values())
+    assert "## Time" in report and "**whole run**" in report and metrics["wall_s"] >= student["distill_seconds"]
     with open(out / student["adversarial"]["test"]["predictions_csv"]) as f:
         rows = list(csv.DictReader(f))
     assert len(rows) == 28 and {"filepath", "label", "original_label", "predicted", "p_angry"} <= set(rows[0])
@@ -136,7 +139,7 @@ def test_smoke_run_end_to_end_interrupted_and_resumed(tmp_path, capsys):
     # Resuming a finished run keeps the finished students' results instead of evaluating them again.
     assert cli.main(["--resume", "--out", str(out), "--threads", "1"]) == 0
     again = json.loads((out / "metrics.json").read_text())
-    assert again["students"]["eadd"] == student and len(again["resumes"]) == 2
+    assert again["students"]["eadd"] == student and len(again["resumes"]) == 2 and again["wall_s"] > metrics["wall_s"]
     assert "student eadd: finished before the interruption (metrics kept)" in again["log"]
 
 

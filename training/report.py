@@ -93,6 +93,23 @@ def _teacher_table(metrics: dict) -> list[str]:
     return lines + ["", "![teacher strength](plots/teacher-strength.png)", ""]
 
 
+def _time_table(metrics: dict) -> list[str]:
+    """Where the wall time went (seconds of training per stage, summed over resumes)."""
+    rows = [(f"teacher {n}", t.get("train_seconds")) for n, t in metrics["teachers"].items()]
+    if metrics.get("view_bank"):
+        rows.append((f"view bank: teachers' logits on {metrics['view_bank']['views']} views", metrics["view_bank"]["seconds"]))
+    for mode, st in metrics["students"].items():
+        rows += [(f"student {mode}: distillation", st.get("distill_seconds")),
+                 (f"student {mode}: adversarial fine-tuning", st.get("adversarial_seconds"))]
+    rows = [(k, v) for k, v in rows if v is not None]
+    if not rows:
+        return []
+    lines = ["## Time", "", "| stage | seconds |", "|---|---:|"] + [f"| {k} | {v:,.0f} |" for k, v in rows]
+    if metrics.get("wall_s") is not None:
+        lines.append(f"| **whole run** (loading, evaluation and export included) | **{metrics['wall_s']:,.0f}** |")
+    return lines + [""]
+
+
 def _student_tables(metrics: dict, classes: list[str]) -> list[str]:
     lines = ["## Students (ablations)", "",
              "`ce` = student alone on hard labels, `kd` = uniform multi-teacher KD, `eadd` = Emotion-Aware Dynamic "
@@ -234,7 +251,7 @@ def write_report(out: Path, metrics: dict, classes: list[str]) -> Path:
     if strengths:
         plot_strength(strengths, classes, out / "plots" / "teacher-strength.png")
     plot_losses(metrics, out / "plots" / "losses.png")
-    lines = _header(metrics) + _teacher_table(metrics) + _student_tables(metrics, classes)
+    lines = _header(metrics) + _teacher_table(metrics) + _student_tables(metrics, classes) + _time_table(metrics)
     lines += ["", "Files: `metrics.json` (every number), `predictions/*.csv` (per image: path, curated label, raw label, "
               "prediction, probabilities), `student-<mode>.onnx`, `checkpoints/`, `config.json`, `manifest_header.json`.", ""]
     path = out / "report.md"
