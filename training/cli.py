@@ -17,8 +17,8 @@ EPILOG = """\
 examples:
   fercurate export --view clean_v2 | training --profile cpu --out runs/clean_v2
   training --manifest clean_v2.jsonl --profile smoke --out /tmp/smoke
-  training --manifest clean_v2.jsonl --ablations --teachers resnet18,convnext_atto --out runs/ablate
-  training --manifest clean_v2.jsonl --mode kd,eadd --teachers resnet18,convnext_atto,mini_xception --out runs/x
+  training --manifest clean_v2.jsonl --ablations --teachers vgg48,convnext_atto_48 --out runs/ablate
+  training --manifest clean_v2.jsonl --mode kd,eadd --teachers vgg48,mini_xception --out runs/x
   training --manifest clean_v2.jsonl --eval-manifest raw.jsonl --out runs/clean_vs_raw
   training --resume --out runs/clean_v2            # continue after an interruption
   torchrun --nproc_per_node 4 -m training.cli --manifest m.jsonl --profile paper --device cuda --out runs/gpu
