@@ -7,7 +7,8 @@
 # Installs nothing: run it in the environment of the README's install command. Budget: 10 minutes on
 # one large GPU; GPU_PAPER_TIMEOUT (seconds, default 570) stops training with a checkpoint before
 # that (rerun the script to resume), and GPU_PAPER_EPOCHS=T,S,A overrides the profile's epochs.
-# Tests run it on CPU with GPU_PAPER_DEVICE=cpu GPU_PAPER_LIMIT=4 GPU_PAPER_EPOCHS=0.5,0.5,0.5.
+# tests/test_bench_gpu_paper.py runs it on CPU (GPU_PAPER_DEVICE=cpu, GPU_PAPER_EPOCHS=1,1,1, a tiny tree);
+# GPU_PAPER_LIMIT=N keeps N images per class and split of a real tree.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 data=${1:-../shared/data/fer2013}

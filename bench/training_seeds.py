@@ -35,12 +35,18 @@ def pct(v: float | None) -> float | None:
     return None if v is None else round(100 * v, 2)
 
 
-def crowd_accuracy(predictions_csv: Path, votes_csv: Path | None, classes: list[str]) -> dict | None:
-    """Accuracy of a predictions CSV against the crowd plurality, on the images the crowd gave one of the classes."""
-    if votes_csv is None or not predictions_csv.is_file():
-        return None
+def crowd_labels(votes_csv: Path | None, classes: list[str]) -> dict[str, str]:
+    """relpath (test/<class>/<file>) -> crowd plurality, for the images the crowd gave one of the classes."""
+    if votes_csv is None:
+        return {}
     votes = read_votes(votes_csv)
-    crowd = {r: c for r, c in zip(votes.relpath, votes.crowd_label) if c in classes}
+    return {r: c for r, c in zip(votes.relpath, votes.crowd_label) if c in classes}
+
+
+def crowd_accuracy(predictions_csv: Path, crowd: dict[str, str]) -> dict | None:
+    """Accuracy of a predictions CSV against the crowd plurality, on the images the crowd labelled."""
+    if not crowd or not predictions_csv.is_file():
+        return None
     hits = n = 0
     with open(predictions_csv, newline="") as f:
         for row in csv.DictReader(f):
@@ -51,7 +57,7 @@ def crowd_accuracy(predictions_csv: Path, votes_csv: Path | None, classes: list[
     return {"accuracy": pct(hits / n) if n else None, "n_images": n}
 
 
-def student_row(s: dict, out: Path, mode: str, votes: Path | None, classes: list[str]) -> dict:
+def student_row(s: dict, out: Path, mode: str, crowd: dict[str, str]) -> dict:
     d, a = s["distilled"], s.get("adversarial", {})
 
     def state(r: dict, tag: str) -> dict:
@@ -62,7 +68,7 @@ def student_row(s: dict, out: Path, mode: str, votes: Path | None, classes: list
                 "test_macro_f1": pct(r["test"]["curated"]["macro_f1"]),
                 "test_recall": {c: pct(v) for c, v in r["test"]["curated"]["per_class_recall"].items()},
                 "val_acc": pct(r["val"]["curated"]["accuracy"]),
-                "val_acc_crowd": crowd_accuracy(out / "predictions" / f"{tag}-{mode}-val.csv", votes, classes),
+                "val_acc_crowd": crowd_accuracy(out / "predictions" / f"{tag}-{mode}-val.csv", crowd),
                 "robust": {k: rob[k] for k in ("n_images", "pgd", "apgd_ce", "apgd_t_dlr", "fgsm", "clean", "worst", "masking")
                            if k in rob}}
 
@@ -75,7 +81,7 @@ def student_row(s: dict, out: Path, mode: str, votes: Path | None, classes: list
 
 def summarize(out: Path, votes: Path | None) -> dict:
     m = json.loads((out / "metrics.json").read_text())
-    classes = sorted(m["manifest"]["split_counts"]["test"])
+    crowd = crowd_labels(votes, sorted(m["manifest"]["split_counts"]["test"]))
     return {"run": str(out), "seed": m["seed"], "profile": m["profile"], "version": m["manifest"]["version"],
             "content_hash": m["manifest"]["content_hash"], "wall_s": m.get("wall_s"),
             "view_bank": m.get("view_bank"),
@@ -84,7 +90,7 @@ def summarize(out: Path, votes: Path | None) -> dict:
                              "test_macro_f1": pct(t["test"]["curated"]["macro_f1"]),
                              "strength_val_f1": t.get("strength_val_f1")}
                          for n, t in m["teachers"].items()},
-            "students": {mode: student_row(s, out, mode, votes, classes) for mode, s in m["students"].items()
+            "students": {mode: student_row(s, out, mode, crowd) for mode, s in m["students"].items()
                          if "onnx" in s}}
 
 

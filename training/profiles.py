@@ -67,9 +67,9 @@ PROFILES: dict[str, Profile] = {
         robust_pgd_restarts=2, robust_apgd_steps=2,
         speed_iters=5, checkpoint_every=2,
     ),
-    # cpu: step times on this 2-core machine (2 threads, batch 128): teachers vgg48 0.64 s, convnext_atto_48
-    # 0.92 s; student CE step 0.84 s; the view bank's teacher logits cost 4 views x 28,709 forwards
-    # (~6 min) instead of both teachers on each of 7 x 225 student steps (~1.5 s a step).
+    # cpu, measured on full FER2013 (bench/results/training_cpu.json): teachers vgg48 942 s, convnext_atto_48
+    # 736 s for 4 epochs; the view bank's teacher logits (4 views x 28,709 images) 496 s, once; then the
+    # 7 x 225 distillation steps 0.80 s each, no teacher forward among them.
     # The 48-px teachers replace resnet18/convnext_atto with ImageNet stems (49 % / 42 % on test).
     # adv_lr 1e-4: at 5e-4 the quarter-epoch fine-tune collapsed the students to "happy" for every face
     # (PGD-AT and TRADES alike, see training.adversarial).

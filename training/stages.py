@@ -5,6 +5,7 @@ Each stage trains with :func:`training.loop.train_stage`, so each is resumable o
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 from typing import Callable
 
@@ -87,8 +88,8 @@ def student_inputs(ctx: Context, prof: Profile, train: SplitData, teachers: dict
     if not teachers:
         return bank, None
     path = ctx.out / "checkpoints" / "teacher-logits.pt"
-    key = {"teachers": list(teachers), "views": prof.distill_views, "seed": ctx.seed, "n": len(train),
-           "paths_head": train.paths[:3]}
+    key = {"teachers": list(teachers), "views": prof.distill_views, "seed": ctx.seed,
+           "train": hashlib.sha256("\n".join(train.paths).encode()).hexdigest()}
     if path.is_file():
         saved = torch.load(path, weights_only=False)
         if saved.get("key") == key:
