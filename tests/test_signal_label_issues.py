@@ -389,3 +389,55 @@ def test_confused_labels_are_relabelled_to_the_right_class_and_ambiguous_ones_ar
     assert sum(relabel[i] is not None for i in blends) <= 1
     # clean images are left alone
     assert np.mean([relabel[i] is not None or ambiguous[i] is not None for i in clean]) <= 0.1
+
+
+# --- a second round that does not learn the labels the first flagged -----------------------
+
+def test_samples_left_out_of_training_are_still_scored_but_teach_nothing():
+    """``trainable`` keeps labels out of training, not images out of scoring: with every
+    'spiky' label left out, no model learns that class, yet every image gets probabilities."""
+    rng = np.random.default_rng(1)
+    labels = np.repeat(np.arange(3), 20)
+    images = np.stack([texture(c, rng) for c in labels])
+    full = cross_val_probs(images, labels, 3, TINY)
+    without = cross_val_probs(images, labels, 3, TINY, trainable=labels != 2)
+    assert without.pred_probs.shape == (60, 3) and np.allclose(without.pred_probs.sum(1), 1, atol=1e-4)
+    assert full.pred_probs[labels == 2, 2].mean() > 0.6
+    assert without.pred_probs[labels == 2, 2].mean() < 0.2
+    assert (without.pred_probs.argmax(1) != 2).all()
+
+
+def test_round_two_trains_without_round_one_flags_and_a_kill_in_it_resumes(tmp_path, unique_name, monkeypatch):
+    """rounds=2: the second cross-validation trains on the labels round 1 did not flag (the
+    flipped ones it found), every image is scored again; killed during round 2, a re-run
+    trains only round 2's missing folds."""
+    from fercurate.signals import crossval
+    monkeypatch.setattr(LabelIssues, "default_params", lambda self: LabelIssueParams(classifier=TINY, rounds=2))
+    dataset.ingest(read_source(write_tree(tmp_path / "src")), unique_name)
+    ds = fo.load_dataset(unique_name)
+    seen: list = []
+    real = crossval.run_fold
+    kill_at = [TINY.folds + 1]
+
+    def spy(images, labels, fold, task, num_classes, params, trainable=None):
+        if len(seen) == kill_at[0]:
+            raise KeyboardInterrupt  # the kill, during round 2's second fold
+        seen.append(None if trainable is None else trainable.copy())
+        return real(images, labels, fold, task, num_classes, params, trainable)
+
+    monkeypatch.setattr(crossval, "run_fold", spy)
+    with pytest.raises(KeyboardInterrupt):
+        run_signals(ds, ["label_issues"], log=lambda m: None)
+    assert len(seen) == TINY.folds + 1 and all(t is None for t in seen[:TINY.folds])
+    left_out = ~seen[TINY.folds]
+    flipped = np.array([Path(p).name.startswith("flip") for p in ds.values("filepath")])
+    assert left_out.sum() >= 0.5 * flipped.sum() and flipped[left_out].mean() > 0.8  # the flipped labels
+
+    seen.clear()
+    kill_at[0] = -1
+    assert run_signals(ds, ["label_issues"], log=lambda m: None) == ["label_issues"]
+    assert len(seen) == TINY.folds - 1 and all(t is not None and np.array_equal(t, ~left_out) for t in seen)
+    assert len(computed(ds)["label_issues"]["summary"]["flagged_by_round"]) == 2
+    cols = _columns(ds)
+    assert cols["quality"][cols["flipped"]].mean() < cols["quality"][~cols["flipped"]].mean()
+    assert cols["flag"][cols["flipped"]].mean() > 0.6 and cols["flag"][~cols["flipped"]].mean() < 0.15

@@ -82,9 +82,12 @@ def fold_tasks(folds: int, repeats: int, seed: int) -> list[FoldTask]:
 
 
 def run_fold(images: np.ndarray, labels: np.ndarray, fold: np.ndarray, task: FoldTask, num_classes: int,
-             params: ClassifierParams) -> dict[str, np.ndarray]:
-    """Train on every fold but ``task.k``, predict fold ``task.k``; the first model embeds every image."""
+             params: ClassifierParams, trainable: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """Train on every fold but ``task.k`` (only the ``trainable`` samples of them, when given),
+    predict all of fold ``task.k``; the first model embeds every image."""
     train, held = fold != task.k, fold == task.k
+    if trainable is not None:
+        train &= trainable
     model = classifier.train_model(images[train], labels[train], num_classes, params, seed=task.seed,
                                    desc=task.desc)
     if not task.embed:
@@ -99,15 +102,17 @@ _SHARED: dict = {}  # per worker process: the arrays every fold reads, sent once
 
 
 def _start_worker(images: np.ndarray, labels: np.ndarray, assignments: np.ndarray, num_classes: int,
-                  params: ClassifierParams, threads: int) -> None:
+                  params: ClassifierParams, threads: int, trainable: np.ndarray | None = None) -> None:
     import torch
     torch.set_num_threads(threads)
-    _SHARED.update(images=images, labels=labels, assignments=assignments, num_classes=num_classes, params=params)
+    _SHARED.update(images=images, labels=labels, assignments=assignments, num_classes=num_classes, params=params,
+                   trainable=trainable)
 
 
 def _run_task(task: FoldTask) -> tuple[FoldTask, dict[str, np.ndarray]]:
     s = _SHARED
-    return task, run_fold(s["images"], s["labels"], s["assignments"][task.repeat], task, s["num_classes"], s["params"])
+    return task, run_fold(s["images"], s["labels"], s["assignments"][task.repeat], task, s["num_classes"], s["params"],
+                          s["trainable"])
 
 
 #: below this many images, starting worker processes (a few seconds each) costs more than it saves
@@ -120,18 +125,19 @@ def default_workers() -> int:
 
 
 def _train_all(tasks: list[FoldTask], images: np.ndarray, labels: np.ndarray, assignments: np.ndarray,
-               num_classes: int, params: ClassifierParams, workers: int, done) -> None:
+               num_classes: int, params: ClassifierParams, workers: int, done,
+               trainable: np.ndarray | None = None) -> None:
     """Train every task's model, calling ``done(task, arrays)`` as each finishes."""
     if workers <= 1 or len(tasks) <= 1 or len(images) < MIN_PARALLEL_IMAGES:
         for task in tasks:
-            done(task, run_fold(images, labels, assignments[task.repeat], task, num_classes, params))
+            done(task, run_fold(images, labels, assignments[task.repeat], task, num_classes, params, trainable))
         return
     import torch
     threads = max(1, torch.get_num_threads() // workers)
     # spawned, not forked: the parent holds MongoDB and tqdm threads a fork would inherit half-way
     ctx = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(min(workers, len(tasks)), mp_context=ctx, initializer=_start_worker,
-                             initargs=(images, labels, assignments, num_classes, params, threads)) as pool:
+                             initargs=(images, labels, assignments, num_classes, params, threads, trainable)) as pool:
         futures = [pool.submit(_run_task, task) for task in tasks]
         try:
             for future in as_completed(futures):
@@ -147,11 +153,15 @@ def _train_all(tasks: list[FoldTask], images: np.ndarray, labels: np.ndarray, as
 
 def cross_val_probs(images: np.ndarray, labels: np.ndarray, num_classes: int, params: ClassifierParams,
                     folds: int | None = None, store: ChunkStore | None = None,
-                    groups: np.ndarray | None = None, workers: int = 1) -> CrossValResult:
+                    groups: np.ndarray | None = None, workers: int = 1,
+                    trainable: np.ndarray | None = None, desc: str = "cross-validation") -> CrossValResult:
     """Out-of-fold probabilities for every image, one fold per ``store`` chunk (resumable).
 
     ``folds`` overrides ``params.folds`` (the caller lowers it for tiny classes); ``groups``
-    keeps each duplicate group inside one fold; ``workers`` trains that many folds at once.
+    keeps each duplicate group inside one fold; ``workers`` trains that many folds at once;
+    ``trainable`` (bool per sample) leaves the other samples' labels out of training (they
+    are still predicted when held out): a second round that does not learn the labels the
+    first found wrong.
     """
     folds = folds or params.folds
     repeats = max(1, params.repeats)
@@ -159,7 +169,7 @@ def cross_val_probs(images: np.ndarray, labels: np.ndarray, num_classes: int, pa
                             for r in range(repeats)])
     tasks = fold_tasks(folds, repeats, params.seed)
     results: dict[str, dict[str, np.ndarray]] = {}
-    bar = tqdm(total=len(tasks), desc="cross-validation", unit=" fold")
+    bar = tqdm(total=len(tasks), desc=desc, unit=" fold")
 
     def done(task: FoldTask, arrays: dict[str, np.ndarray]) -> None:
         if store is not None:
@@ -172,7 +182,7 @@ def cross_val_probs(images: np.ndarray, labels: np.ndarray, num_classes: int, pa
             done(task, store.load(task.name))
     todo = [t for t in tasks if t.name not in results]
     try:
-        _train_all(todo, images, labels, assignments, num_classes, params, workers, done)
+        _train_all(todo, images, labels, assignments, num_classes, params, workers, done, trainable)
     finally:
         bar.close()
     pred_probs = np.zeros((len(labels), num_classes), dtype=np.float64)

@@ -71,6 +71,9 @@ class LabelIssueParams:
     #: exponent of the out-of-fold probabilities in the posterior: < 1 trusts the image less
     #: than the noise prior (the net is over-sure of the confusions it learnt; noise_model)
     evidence_power: float = EVIDENCE_POWER
+    #: cross-validation rounds: round 2 trains again without the labels round 1 flagged (each
+    #: image still scored by models that never saw its label), so it learns less of the noise
+    rounds: int = 1
 
 
 def folds_for(labels: np.ndarray, classes: list[str], folds: int) -> int:
@@ -155,12 +158,22 @@ class LabelIssues(Signal):
         folds = folds_for(labels, table.classes, p.classifier.folds)
         images = load_images(table.filepaths, p.classifier.image_size)
         store = ChunkStore(work_dir / "folds")
+        groups = duplicate_groups(ds, table)
         cv = cross_val_probs(images, labels, len(table.classes), p.classifier, folds=folds, store=store,
-                             groups=duplicate_groups(ds, table), workers=self.workers)
+                             groups=groups, workers=self.workers)
         store.save(FEATURES_KEY, {"ids": np.array(table.ids), "features": cv.features})
         quality, is_issue, noise = score_labels(labels, cv.pred_probs, p)
+        flagged_by_round = [int(is_issue.sum())]
+        for r in range(2, p.rounds + 1):
+            cv = cross_val_probs(images, labels, len(table.classes), p.classifier, folds=folds,
+                                 store=ChunkStore(work_dir / f"folds-round{r}"), groups=groups,
+                                 workers=self.workers, trainable=~is_issue, desc=f"cross-validation round {r}")
+            quality, is_issue, noise = score_labels(labels, cv.pred_probs, p)
+            flagged_by_round.append(int(is_issue.sum()))
         summary = summarize(table, labels, cv.pred_probs, quality, is_issue, folds)
         summary["estimated_label_noise"] = noise_summary(noise, table.classes)
+        if p.rounds > 1:
+            summary["flagged_by_round"] = flagged_by_round
         return SignalResult(summary, label_fields(table, cv.pred_probs, quality, is_issue))
 
 
