@@ -12,6 +12,9 @@ wd 1e-4, one-cycle, label smoothing 0.1, horizontal flips, flip TTA, seed 0; ~10
 * ``accept_all``: every proposal accepted (relabels applied, every drop dropped);
 * ``auto_<policy>``: what ``fercurate decide NAME accept --auto <policy>`` would accept;
 * ``custom:NAME=kind:max_score,...``: any other thresholds (to choose a policy);
+* ``ARM@FIELD=VALUE,...``: ARM with the label proposals re-made in memory under another
+  :class:`fercurate.proposals.LabelRule` (e.g. ``accept_all@dispute_below=0.6``: labels
+  less likely right than 0.6 are disputed too), to choose the rule's defaults;
 * ``soft:ARM``: ARM trained on soft targets, ``(1 - W) * onehot(label) + W * soft_label``
   with the out-of-fold distribution a version carries (``training --soft-labels W``;
   ``--soft-weight``, default 0.5).
@@ -64,6 +67,35 @@ def parse_custom(spec: str):
     return name, limits, (lambda k, s: k in limits and s is not None and s <= limits[k])
 
 
+def parse_rule(spec: str):
+    """'dispute_below=0.6,relabel_min_margin=0.2' -> a LabelRule with those fields."""
+    from dataclasses import fields, replace
+    from fercurate.proposals import LABEL_RULE
+    known = {f.name for f in fields(LABEL_RULE)}
+    values = {}
+    for part in filter(None, spec.split(",")):
+        key, _, value = part.partition("=")
+        if key not in known:
+            sys.exit(f"--arm ...@{spec}: unknown label-rule field '{key}'; choose from {', '.join(sorted(known))}")
+        values[key] = float(value)
+    return replace(LABEL_RULE, **values)
+
+
+def label_fix_columns(ds, rule) -> dict[str, list]:
+    """The relabel and drop_ambiguous fix documents of every sample under ``rule``, as the
+    dataset would hold them after ``fixes.propose`` (decided fixes stay as they are)."""
+    from fercurate import fixes, schema
+    from fercurate.proposals import label_fixes
+    out = {}
+    for kind in (schema.RELABEL, schema.DROP_AMBIGUOUS):
+        field = fixes.FIX_FIELDS[kind]
+        current = ds.values(field) if ds.has_sample_field(field) else [None] * len(ds)
+        out[kind] = [cur.to_dict() if cur is not None and cur[schema.FIX_STATUS] != schema.PENDING
+                     else (fixes._fix_doc(kind, p).to_dict() if p is not None else None)
+                     for cur, p in zip(current, label_fixes(ds, kind, rule))]
+    return out
+
+
 def write_results(args, argv, dataset_name: str, params, scored: int, results: dict) -> None:
     out = {"benchmark": "curation_effect", "dataset": dataset_name, "votes": str(args.votes),
            "command": "python bench/curation_effect.py " + " ".join(argv if argv is not None else sys.argv[1:]),
@@ -87,10 +119,14 @@ def main(argv: list[str] | None = None) -> int:
                          "soft:ARM (repeatable; default raw, accept_all, auto:default)")
     ap.add_argument("--soft-weight", type=float, default=0.5, help="W of the soft: arms (default 0.5)")
     ap.add_argument("--epochs", type=int, default=8)
+    ap.add_argument("--seed", type=int, default=0,
+                    help="the reference CNN's seed (default 0); another seed writes curation_effect-seedN.json")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--work", type=Path, default=Path("/tmp/fercurate-curation-effect"))
-    ap.add_argument("--out", type=Path, default=RESULTS / "curation_effect.json")
+    ap.add_argument("--out", type=Path, default=None, help="default bench/results/curation_effect[-seedN].json")
     args = ap.parse_args(argv)
+    if args.out is None:
+        args.out = RESULTS / ("curation_effect.json" if args.seed == 0 else f"curation_effect-seed{args.seed}.json")
     os.environ.setdefault("TQDM_DISABLE", "1")
 
     votes = read_votes(args.votes)
@@ -121,40 +157,43 @@ def main(argv: list[str] | None = None) -> int:
     if not scored.any():
         sys.exit(f"{args.votes}: no val sample of '{ds.name}' has a crowd label")
 
-    arms = []
-    for spec in args.arm or ["raw", "accept_all", "auto:default"]:
-        soft = spec.startswith("soft:")
-        spec = spec[5:] if soft else spec
+    arms = []   # (name, thresholds, accepts, soft, label rule or None, the --arm given)
+    for given_spec in args.arm or ["raw", "accept_all", "auto:default"]:
+        soft = given_spec.startswith("soft:")
+        spec = given_spec[5:] if soft else given_spec
+        spec, _, rule_spec = spec.partition("@")
         if soft and not ds.has_sample_field(schema.OOF_PROBS):
             sys.exit(f"--arm soft:{spec}: dataset '{ds.name}' has no '{schema.OOF_PROBS}'; "
                      "run `fercurate compute DATASET label_issues` first")
         if spec == "raw":
-            arms.append(("raw", None, None, soft))
+            name, limits, accepts = "raw", None, None
         elif spec == "accept_all":
-            arms.append(("accept_all", None, accept_all, soft))
+            name, limits, accepts = "accept_all", None, accept_all
         elif spec.startswith("auto:"):
             pol = policy.get(spec[5:])
-            arms.append((f"auto_{pol.name}", pol.max_score, pol.accepts, soft))
+            name, limits, accepts = f"auto_{pol.name}", pol.max_score, pol.accepts
         elif spec.startswith("custom:"):
-            name, limits, fn = parse_custom(spec[7:])
-            arms.append((name, limits, fn, soft))
+            name, limits, accepts = parse_custom(spec[7:])
         else:
             sys.exit(f"--arm {spec}: choose raw, accept_all, auto:<policy> or custom:NAME=kind:max_score,...")
+        rule = parse_rule(rule_spec) if rule_spec else None
+        arms.append((f"{name}@{rule_spec}" if rule_spec else name, limits, accepts, soft, rule, given_spec))
 
     print(f"reading {len(paths)} images ...", flush=True)
     images = load_images(paths, 48)
     label_idx = {c: k for k, c in enumerate(classes)}
     args.work.mkdir(parents=True, exist_ok=True)
-    params = reference_params(args.epochs)
+    params = reference_params(args.epochs, args.seed)
     results = {}
     soft_labels = ds.values(schema.OOF_PROBS) \
         if ds.has_sample_field(schema.OOF_PROBS) else None
-    for name, limits, accepts, soft in arms:
+    for name, limits, accepts, soft, rule, given_spec in arms:
         name = f"soft_{name}" if soft else name
+        arm_cols = {**cols, "fixes": {**cols["fixes"], **label_fix_columns(ds, rule)}} if rule else cols
         if accepts is None:
             rows, labels = train, [given[i] for i in train]
         else:
-            labels_all, dropped = simulate(cols, train, accepts)
+            labels_all, dropped = simulate(arm_cols, train, accepts)
             rows = train[~dropped]
             labels = [lab for lab, d in zip(labels_all, dropped) if not d]
         y = np.array([label_idx[lab] for lab in labels])
@@ -167,7 +206,7 @@ def main(argv: list[str] | None = None) -> int:
         digest = hashlib.sha1(np.asarray(rows).tobytes() + y.tobytes()
                               + (b"" if targets is None else targets.round(4).tobytes())).hexdigest()[:12]
         # keyed on the training set, not the arm's name: arms with the same images and labels share a model
-        cache = args.work / f"{ds.name}-{args.epochs}ep-{digest}.npz"
+        cache = args.work / f"{ds.name}-{args.epochs}ep-seed{args.seed}-{digest}.npz"
         t0 = time.perf_counter()
         if cache.is_file():
             z = np.load(cache)
@@ -181,7 +220,16 @@ def main(argv: list[str] | None = None) -> int:
         val_pred = np.array(classes)[pv.argmax(1)]
         test_pred = np.array(classes)[pt.argmax(1)]
         changed = sum(1 for i, lab in zip(rows, labels) if lab != given[i])
+        val_labels = None
+        if accepts is not None:   # what the same policy does to the val labels people voted on
+            v_labels, v_dropped = simulate(arm_cols, val, accepts)
+            v_labels = np.array(v_labels, dtype=object)
+            kept, relabelled = ~v_dropped & scored, ~v_dropped & scored & (v_labels != np.array(given, dtype=object)[val])
+            val_labels = {"kept_share": share(kept[scored]), "accuracy_vs_crowd_kept": share((v_labels == crowd)[kept]),
+                          "relabelled": int(relabelled.sum()),
+                          "relabel_target_is_crowd": share((v_labels == crowd)[relabelled]) if relabelled.any() else None}
         results[name] = {
+            "val_labels_if_curated": val_labels,
             "thresholds": limits, "soft_weight": args.soft_weight if soft else None,
             "train_images": int(len(rows)), "train_share": share(np.isin(train, rows)),
             "train_labels_changed": int(changed),
@@ -189,6 +237,11 @@ def main(argv: list[str] | None = None) -> int:
             "val_accuracy_vs_fer2013": share(val_pred == np.array([given[i] for i in val])),
             "test_accuracy_vs_fer2013": share(test_pred == np.array([given[i] for i in test])),
             "train_seconds": round(seconds, 1),
+            "command": "python bench/curation_effect.py " + " ".join(
+                [str(args.dataset), str(args.votes)] + (["--epochs", str(args.epochs)] if args.epochs != 8 else [])
+                + (["--seed", str(args.seed)] if args.seed else [])
+                + ["--threads", str(args.threads), "--arm", given_spec]),
+            "label_rule": None if rule is None else dict(vars(rule)),
         }
         print(f"{name}: {json.dumps(results[name])}", flush=True)
         write_results(args, argv, ds.name, params, int(scored.sum()), results)  # after each arm: a kill keeps it

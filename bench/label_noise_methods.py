@@ -45,6 +45,7 @@ METHODS: dict[str, dict] = {
     "r1_w24": {"round1": {"width": 24}},
     "r2_w24": {"round1": {"width": 24}, "round2": {"width": 24}},
     "r1_rep1": {"round1": {"repeats": 1}},
+    "r1_rep3": {"round1": {"repeats": 3}},
     "r2_rep1": {"round1": {"repeats": 1}, "round2": {"repeats": 1}},
     "r2_rep1_r2rep2": {"round1": {"repeats": 1}, "round2": {}},
     "r1_k4": {"round1": {"folds": 4, "repeats": 1}},

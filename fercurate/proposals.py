@@ -16,7 +16,10 @@ Label issues split in two, because a wrong relabel is worse than a drop:
 
 The thresholds were calibrated on crowd votes of FER2013's val split
 (``bench/curation_quality.py``): there, relabels above them name the crowd's label far
-more often than the model's argmax in general does.
+more often than the model's argmax in general does. Looser relabels, or disputing every
+label below a quality line (``LabelRule.dispute_below``), trained the reference CNN no
+better against the crowd (``bench/curation_effect.py --arm accept_all@FIELD=VALUE``), so the
+line is off by default.
 """
 
 from __future__ import annotations
@@ -49,6 +52,9 @@ class LabelRule:
 
     relabel_min_confidence: float = 0.6   # out-of-fold probability of the suggested label
     relabel_min_margin: float = 0.3       # ... less that of the runner-up
+    #: a label whose estimated probability of being right (the label quality) is below this
+    #: is disputed even where confident learning's count of wrong labels stopped short of it
+    dispute_below: float = 0.0
 
 
 LABEL_RULE = LabelRule()
@@ -57,6 +63,7 @@ LABEL_RULE = LabelRule()
 def label_fix(given: str | None, probs: list[float] | None, classes: list[str], flagged: bool,
               quality: float | None, rule: LabelRule = LABEL_RULE) -> tuple[str, Proposal] | None:
     """The fix kind and proposal for one sample's label issue, or None when there is none."""
+    flagged = flagged or (quality is not None and quality < rule.dispute_below)
     if not flagged or not probs or len(probs) != len(classes) or given not in classes:
         return None
     order = sorted(range(len(probs)), key=lambda k: -probs[k])
@@ -83,23 +90,24 @@ def _column(ds: fo.Dataset, path: str) -> list:
     return ds.values(path)
 
 
-def _label_fixes(ds: fo.Dataset, kind: str) -> list[Proposal | None]:
+def label_fixes(ds: fo.Dataset, kind: str, rule: LabelRule = LABEL_RULE) -> list[Proposal | None]:
+    """The ``relabel`` or ``drop_ambiguous`` proposal of every sample under ``rule``."""
     classes = list(ds.info.get(schema.INFO_CLASSES) or ds.default_classes or [])
     flags, quality = _column(ds, schema.IS_LABEL_ISSUE), _column(ds, schema.LABEL_QUALITY)
     probs, given = _column(ds, schema.OOF_PROBS), ds.values(f"{schema.GROUND_TRUTH}.label")
     out: list[Proposal | None] = []
     for f, q, pr, g in zip(flags, quality, probs, given):
-        found = label_fix(g, pr, classes, bool(f), q)
+        found = label_fix(g, pr, classes, bool(f), q, rule)
         out.append(found[1] if found and found[0] == kind else None)
     return out
 
 
 def _relabel(ds: fo.Dataset) -> list[Proposal | None]:
-    return _label_fixes(ds, schema.RELABEL)
+    return label_fixes(ds, schema.RELABEL)
 
 
 def _drop_ambiguous(ds: fo.Dataset) -> list[Proposal | None]:
-    return _label_fixes(ds, schema.DROP_AMBIGUOUS)
+    return label_fixes(ds, schema.DROP_AMBIGUOUS)
 
 
 def _drop_duplicate(ds: fo.Dataset) -> list[Proposal | None]:

@@ -34,9 +34,24 @@ def test_no_clear_answer_is_a_drop_ambiguous_never_a_relabel(case, p):
 
 
 def test_unflagged_or_unscored_samples_get_no_label_fix():
-    assert label_fix("fear", probs(happy=0.9), CLASSES, False, 0.1) is None
+    no_line = LabelRule(dispute_below=0.0)
+    assert label_fix("fear", probs(happy=0.9), CLASSES, False, 0.1, no_line) is None
+    assert label_fix("fear", probs(happy=0.9), CLASSES, False, None) is None   # unscored: no line applies
     assert label_fix("fear", None, CLASSES, True, 0.1) is None
     assert label_fix("contempt", probs(happy=0.9), CLASSES, True, 0.1) is None
+
+
+def test_a_label_below_the_dispute_line_is_disputed_though_cleanlab_did_not_count_it():
+    """Confident learning undercounts FER2013's wrong labels (the model learnt the
+    confusions): a label less likely right than the line is proposed all the same."""
+    rule = LabelRule(dispute_below=0.6)
+    between = probs(fear=0.35, surprise=0.40)            # a fear/surprise face, no clear winner
+    kind, prop = label_fix("fear", between, CLASSES, False, 0.55, rule)
+    assert kind == schema.DROP_AMBIGUOUS and prop.score == 0.55
+    assert prop.evidence[schema.FIX_RUNNER_UP] == "surprise"
+    assert label_fix("fear", between, CLASSES, False, 0.6, rule) is None     # on the line: kept
+    confident = probs(happy=0.8, fear=0.05)
+    assert label_fix("fear", confident, CLASSES, False, 0.3, rule)[0] == schema.RELABEL
 
 
 def test_the_rule_thresholds_are_what_decides():
@@ -52,3 +67,24 @@ def test_policies_accept_at_or_below_their_threshold_and_never_an_uncovered_kind
     assert not default.accepts(schema.USE_CROP, 0.0) and not default.accepts(schema.RELABEL, None)
     assert default.curator == "auto:default"
     assert schema.RELABEL not in policy.get("drops").max_score
+
+
+def test_the_dispute_line_reads_the_dataset_fields_and_leaves_the_default_proposals_alone(tmp_path, unique_name):
+    """``label_fixes`` under another rule is how bench/curation_effect.py tries one without
+    touching the dataset: an unflagged label of quality 0.5 is disputed only under the line."""
+    from fercurate.proposals import label_fixes
+    from tests.factories import planted_review_dataset
+
+    ds, planted = planted_review_dataset(tmp_path / "fer2013", unique_name)
+    ds.set_values(schema.LABEL_QUALITY, {planted["clean"]: 0.5}, key_field="id")
+    ids = ds.values("id")
+
+    def proposed(rule=None):
+        props = label_fixes(ds, schema.DROP_AMBIGUOUS, *(rule,) if rule else ())
+        return {i for i, p in zip(ids, props) if p is not None}
+
+    assert proposed() == {planted["ambiguous"]}
+    assert proposed(LabelRule(dispute_below=0.6)) == {planted["ambiguous"], planted["clean"]}
+    assert proposed(LabelRule(dispute_below=0.5)) == {planted["ambiguous"]}
+    relabels = label_fixes(ds, schema.RELABEL, LabelRule(dispute_below=0.6))
+    assert {i for i, p in zip(ids, relabels) if p is not None} == {planted["mislabeled"]}
