@@ -90,9 +90,8 @@ def label_fix_columns(ds, rule) -> dict[str, list]:
     for kind in (schema.RELABEL, schema.DROP_AMBIGUOUS):
         field = fixes.FIX_FIELDS[kind]
         current = ds.values(field) if ds.has_sample_field(field) else [None] * len(ds)
-        out[kind] = [cur.to_dict() if cur is not None and cur[schema.FIX_STATUS] != schema.PENDING
-                     else (fixes._fix_doc(kind, p).to_dict() if p is not None else None)
-                     for cur, p in zip(current, label_fixes(ds, kind, rule))]
+        out[kind] = [d.to_dict() if d is not None else None
+                     for d in fixes.refreshed(kind, current, label_fixes(ds, kind, rule))]
     return out
 
 

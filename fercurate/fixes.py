@@ -39,6 +39,14 @@ def _fix_doc(kind: str, p: Proposal) -> fo.DynamicEmbeddedDocument:
         **p.evidence})
 
 
+def refreshed(kind: str, current: list, proposals: list[Proposal | None]) -> list:
+    """Each sample's fix of ``kind`` once ``proposals`` are applied: a decided fix stays as it
+    is, a pending one is replaced by the new proposal (or withdrawn when there is none)."""
+    return [cur if cur is not None and cur[schema.FIX_STATUS] != schema.PENDING
+            else (_fix_doc(kind, p) if p is not None else None)
+            for cur, p in zip(current, proposals)]
+
+
 def declare_fields(ds: fo.Dataset) -> None:
     """Declare the fix documents' keys, so the App's sidebar can filter on them."""
     have = ds.get_field_schema(flat=True)
@@ -81,10 +89,7 @@ def propose(ds: fo.Dataset) -> dict[str, int]:
         if SOURCE_SIGNAL[kind] in half_written:
             pending[kind] = sum(1 for c in current if c is not None and c[schema.FIX_STATUS] == schema.PENDING)
             continue
-        proposals = PROPOSERS[kind](ds)
-        new = [cur if cur is not None and cur[schema.FIX_STATUS] != schema.PENDING
-               else (_fix_doc(kind, p) if p is not None else None)
-               for cur, p in zip(current, proposals)]
+        new = refreshed(kind, current, PROPOSERS[kind](ds))
         changed = {i: n for i, c, n in zip(ids, current, new) if not _same(c, n)}
         if changed:
             ds.set_values(field, changed, key_field="id")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from fercurate import policy, schema
-from fercurate.proposals import LabelRule, label_fix
+from fercurate.proposals import LABEL_RULE, LabelRule, label_fix
 
 CLASSES = ["angry", "disgust", "fear", "happy", "neutral", "sad", "surprise"]
 
@@ -79,12 +79,10 @@ def test_the_dispute_line_reads_the_dataset_fields_and_leaves_the_default_propos
     ds.set_values(schema.LABEL_QUALITY, {planted["clean"]: 0.5}, key_field="id")
     ids = ds.values("id")
 
-    def proposed(rule=None):
-        props = label_fixes(ds, schema.DROP_AMBIGUOUS, *(rule,) if rule else ())
-        return {i for i, p in zip(ids, props) if p is not None}
+    def proposed(rule: LabelRule = LABEL_RULE, kind: str = schema.DROP_AMBIGUOUS) -> set[str]:
+        return {i for i, p in zip(ids, label_fixes(ds, kind, rule)) if p is not None}
 
     assert proposed() == {planted["ambiguous"]}
     assert proposed(LabelRule(dispute_below=0.6)) == {planted["ambiguous"], planted["clean"]}
     assert proposed(LabelRule(dispute_below=0.5)) == {planted["ambiguous"]}
-    relabels = label_fixes(ds, schema.RELABEL, LabelRule(dispute_below=0.6))
-    assert {i for i, p in zip(ids, relabels) if p is not None} == {planted["mislabeled"]}
+    assert proposed(LabelRule(dispute_below=0.6), schema.RELABEL) == {planted["mislabeled"]}
