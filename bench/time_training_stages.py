@@ -85,7 +85,7 @@ def main() -> None:
         target = eadd.distill_target(logits, eadd.teacher_weights(logits, y, strength, ce), ce.temperature)
         return eadd.distill_loss(m(xa), y, w, target, ce)
 
-    student = create_model("hybrid_student", 7)
+    student = create_model("student", 7)
     timings["student eadd step"] = _time_steps(train_step(student, eadd_loss), args.steps)
     timings["student eadd step, cached teacher logits"] = _time_steps(train_step(student, cached_eadd_loss), args.steps)
     timings["student ce step"] = _time_steps(train_step(student, lambda m, xa: eadd.distill_loss(m(xa), y, w, None, ce)),

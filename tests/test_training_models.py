@@ -50,8 +50,19 @@ def test_student_fits_the_two_million_parameter_budget(name):
     assert 100_000 < params <= 2_000_000
 
 
-def test_student_alias_builds_the_hybrid_student():
-    assert create_model("student", 7).fer_meta["name"] == "hybrid_student"
+def test_the_conv_transformer_student_mixes_a_6x6_map_of_the_face_with_attention():
+    """Its VGG trunk keeps resolution to 6x6, then its transformer blocks see 36 tokens."""
+    model = create_model("conv_transformer_student", 7).eval()
+    seen = {}
+    model.mixer.blocks[0].register_forward_hook(lambda mod, inp, out: seen.update(tokens=out.shape))
+    with torch.no_grad():
+        assert model.trunk(model.standardize(torch.rand(2, 1, 48, 48))).shape[-2:] == (6, 6)
+        model(torch.rand(2, 1, 48, 48))
+    assert seen["tokens"] == (2, 36, 192)
+
+
+def test_student_alias_builds_the_default_student():
+    assert create_model("student", 7).fer_meta["name"] == "conv_transformer_student"
 
 
 def test_unknown_model_names_the_available_ones():
@@ -80,9 +91,10 @@ def test_teacher_checkpoint_goes_through_timms_loader(tmp_path):
         create_model("resnet18", 7, checkpoint=str(tmp_path / "missing.pth"))
 
 
-def test_student_onnx_export_matches_torch_with_a_dynamic_batch(tmp_path):
+@pytest.mark.parametrize("name", list_models("student"))
+def test_student_onnx_export_matches_torch_with_a_dynamic_batch(tmp_path, name):
     torch.manual_seed(0)
-    student = create_model("student", 7)
+    student = create_model(name, 7)
     result = export_onnx(student, tmp_path / "student.onnx", 7)
     assert result["opset"] == 17 and result["max_abs_diff"] <= 1e-4
     assert result["ort_latency_ms_batch1_1thread"] > 0
@@ -243,13 +255,14 @@ def test_mini_xception_port_reaches_its_published_fer2013_accuracy(shared_fer201
 def test_every_profile_names_registered_teachers_and_a_real_schedule(profile):
     prof = PROFILES[profile]
     assert prof.teachers and set(prof.teachers) <= set(list_models("teacher"))
+    assert prof.student in list_models("student") and prof.precision in ("auto", "bf16", "fp32")
     assert prof.teacher_epochs > 0 and prof.student_epochs > 0 and prof.adv_epochs > 0
     assert 0 < prof.adv_eps <= 8 / 255 and prof.adv_steps >= 1 and 0 <= prof.alpha <= 1
     with pytest.raises(TrainingError, match="unknown profile"):
         get_profile(profile + "-typo")
 
 
-@pytest.mark.parametrize("name, side", [("vgg48", 3), ("convnext_atto_48", 3), ("resnet18_48", 6),
+@pytest.mark.parametrize("name, side", [("vgg48", 3), ("vgg48_deep", 3), ("convnext_atto_48", 3), ("resnet18_48", 6),
                                         ("resnet18", 2), ("convnext_atto", 1)])
 def test_the_48px_teachers_keep_resolution_the_imagenet_stems_lose(name, side):
     """The last feature map of a 48-px face: the _48 / in-domain teachers still see a 3x3 or 6x6
@@ -257,5 +270,5 @@ def test_the_48px_teachers_keep_resolution_the_imagenet_stems_lose(name, side):
     model = create_model(name, 7).eval()
     x = torch.rand(1, 1, 48, 48)
     with torch.no_grad():
-        feats = model.features(model.standardize(x)) if name == "vgg48" else model.net.forward_features(x)
+        feats = model.features(model.standardize(x)) if name.startswith("vgg48") else model.net.forward_features(x)
     assert feats.shape[-2:] == (side, side)

@@ -19,7 +19,7 @@ from training.errors import TrainingError
 from training.manifest import read_manifest
 from training.models import create_model
 from training.loop import train_stage, weighted_ce
-from training.runtime import Context, RunInterrupted, resolve_device
+from training.runtime import Context, RunInterrupted, bf16_native, resolve_device, resolve_precision
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -30,12 +30,13 @@ def _tiny_net() -> nn.Module:
     return nn.Sequential(nn.Conv2d(1, 4, 3, stride=4), nn.ReLU(), nn.Dropout(0.3), nn.Flatten(), nn.Linear(4 * 12 * 12, 7))
 
 
-def _stage(out: Path, train, model: nn.Module, stop_after: int | None = None) -> dict:
+def _stage(out: Path, train, model: nn.Module, stop_after: int | None = None, bf16: bool = False,
+           loss_fn=weighted_ce) -> dict:
     (out / "checkpoints").mkdir(parents=True, exist_ok=True)
     ctx = Context(out=out, device=torch.device("cpu"), seed=7, classes=CLASSES, policy={"name": "none"},
-                  stop_after_steps=stop_after)
+                  stop_after_steps=stop_after, bf16=bf16)
     return train_stage(ctx, "teacher-tiny", model, train, epochs=2, lr=1e-2, weight_decay=0.0, batch_size=8,
-                       checkpoint_every=100, loss_fn=weighted_ce)
+                       checkpoint_every=100, loss_fn=loss_fn)
 
 
 def test_resume_continues_from_the_step_it_stopped_at(tmp_path):
@@ -127,7 +128,8 @@ def test_smoke_run_end_to_end_interrupted_and_resumed(tmp_path, capsys):
     assert len(mistakes) == min(24, len(wrong)) and (out / student["adversarial"]["mistakes_png"]).is_file()
     assert all(m["predicted"] != m["label"] for m in mistakes) and student["adversarial"]["mistakes_png"] in report
 
-    model = create_model("hybrid_student", len(CLASSES))
+    assert student["model"] == "conv_transformer_student"
+    model = create_model(student["model"], len(CLASSES))
     model.load_state_dict(torch.load(out / "checkpoints" / "adversarial-eadd.pt", weights_only=False)["model"])
     x = torch.rand(3, 1, 48, 48)
     with torch.no_grad():
@@ -159,6 +161,40 @@ def test_a_teacher_that_cannot_load_is_skipped_unless_asked_for(tmp_path, monkey
         run.build_teachers(ctx, ("resnet18", "mini_xception"), explicit=True)
     with pytest.raises(TrainingError, match="unknown teacher 'nope'"):
         run.build_teachers(ctx, ("nope",), explicit=True)
+
+
+def test_precision_auto_follows_the_hardware_and_a_typo_is_refused():
+    cpu = torch.device("cpu")
+    assert resolve_precision("auto", cpu) == bf16_native(cpu)
+    assert resolve_precision("bf16", cpu) and not resolve_precision("fp32", cpu)
+    with pytest.raises(TrainingError, match="precision 'fp16': use auto, bf16, fp32"):
+        resolve_precision("fp16", cpu)
+
+
+def test_bf16_steps_run_under_autocast_keep_fp32_weights_and_resume_exactly(tmp_path):
+    m = read_manifest(manifest_lines(tmp_path / "img", per_class=4), "m.jsonl")
+    train = load_manifest_splits(m, 0.1, 0)[0]["train"]
+    seen = []
+
+    def recording_ce(model, batch):
+        seen.append(torch.is_autocast_enabled("cpu"))
+        return weighted_ce(model, batch)
+
+    fp32 = _tiny_net()
+    _stage(tmp_path / "fp32", train, fp32, loss_fn=recording_ce)
+    assert seen and not any(seen)
+    seen.clear()
+    straight = _tiny_net()
+    _stage(tmp_path / "a", train, straight, bf16=True, loss_fn=recording_ce)
+    assert seen and all(seen)
+    assert all(p.dtype == torch.float32 for p in straight.parameters())
+    assert not all(torch.equal(a, b) for a, b in zip(fp32.state_dict().values(), straight.state_dict().values()))
+    with pytest.raises(RunInterrupted):
+        _stage(tmp_path / "b", train, _tiny_net(), stop_after=5, bf16=True)
+    resumed = _tiny_net()
+    _stage(tmp_path / "b", train, resumed, bf16=True)
+    for key, value in straight.state_dict().items():
+        assert torch.equal(value, resumed.state_dict()[key]), key
 
 
 def test_ctrl_c_or_sigterm_mid_stage_checkpoints_the_steps_already_applied(tmp_path):

@@ -91,7 +91,8 @@ def test_a_run_trains_students_on_the_bank_and_reuses_the_cache_on_resume(tmp_pa
     monkeypatch.setattr(stages, "teacher_logits", lambda *a, **k: calls.append(1) or saved["logits"])
     train = load_manifest_splits(m, 0.1, 0)[0]["train"]
     for seed in (0, 1):
-        ctx = Context(out=out, device=torch.device("cpu"), seed=seed, classes=CLASSES, policy={"name": "none"})
+        ctx = Context(out=out, device=torch.device("cpu"), seed=seed, classes=CLASSES, policy={"name": "none"},
+                      bf16=metrics["precision"] == "bf16")   # the logits' precision is part of the key
         bank, cached = student_inputs(ctx, prof, train, {"vgg48": None})
         assert torch.equal(cached, saved["logits"]) and bank.n_views == 3
     assert calls == [1]

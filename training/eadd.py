@@ -96,6 +96,7 @@ def distill_loss(student_logits: torch.Tensor, labels: torch.Tensor, sample_weig
     """alpha*T^2*KL(q||p_s^T) + (1-alpha)*CE, weighted mean over the batch; target None = plain CE.
 
     ``hard_target`` (N, C) replaces the one-hot label in the CE term (``--soft-labels``)."""
+    student_logits = student_logits.float()   # bf16 under autocast: the loss itself is computed in fp32
     ce = F.cross_entropy(student_logits, labels if hard_target is None else hard_target, reduction="none")
     if target is None:
         per_sample = ce

@@ -47,7 +47,8 @@ from training.data import load_manifest_splits, load_split
 from training.errors import TrainingError
 from training.manifest import Manifest
 from training.run_folder import RunConfig, prepare_run_folder
-from training.runtime import Context, RunInterrupted, barrier, init_distributed, resolve_device, set_determinism, write_json
+from training.runtime import (Context, RunInterrupted, barrier, init_distributed, resolve_device,
+                              resolve_precision, set_determinism, write_json)
 from training.stages import (build_teachers, evaluate_teachers, student_inputs, teacher_probs, train_student,
                              train_teachers)
 
@@ -88,10 +89,12 @@ def run_pipeline(cfg: RunConfig, manifest: Manifest | None, eval_manifest: Manif
     prof = cfg.profile
     set_determinism(cfg.seed)
     ctx = Context(out=out, device=device, seed=cfg.seed, classes=manifest.classes, policy=manifest.policy,
-                  rank=rank, world=world, stop_after_steps=cfg.stop_after_steps)
+                  rank=rank, world=world, stop_after_steps=cfg.stop_after_steps,
+                  bf16=resolve_precision(prof.precision, device))
     metrics_path = out / "metrics.json"
     metrics = json.loads(metrics_path.read_text()) if resume and metrics_path.is_file() else {}
     metrics.update({"profile": prof.name, "modes": list(cfg.modes), "seed": cfg.seed, "device": str(device),
+                    "precision": "bf16" if ctx.bf16 else "fp32",
                     "soft_label_weight": prof.soft_label_weight,
                     "world_size": world, "manifest": {k: manifest.header.get(k) for k in
                                                       ("dataset", "version", "content_hash", "num_samples",

@@ -54,6 +54,8 @@ class Context:
     rank: int = 0
     world: int = 1
     stop_after_steps: int | None = None
+    #: training steps (and the teachers' logits on the view bank) under bfloat16 autocast
+    bf16: bool = False
     steps_done: int = 0
     log: list[str] = field(default_factory=list)
     #: stage -> whether every rank ended it with the same weights (multi-process runs only)
@@ -63,10 +65,32 @@ class Context:
     def main(self) -> bool:
         return self.rank == 0
 
+    def autocast(self) -> torch.autocast:
+        """The arithmetic of a training step: bfloat16 autocast when ``bf16``, else a no-op."""
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16)
+
     def say(self, message: str) -> None:
         if self.main:
             tqdm.write(f"training: {message}", file=sys.stderr)
             self.log.append(message)
+
+
+PRECISIONS = ("auto", "bf16", "fp32")
+
+
+def bf16_native(device: torch.device) -> bool:
+    """Whether ``device`` computes bfloat16 natively (elsewhere autocast emulates it, slower than fp32)."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    check = getattr(torch.cpu, "_is_avx512_bf16_supported", None)
+    return bool(check and check())
+
+
+def resolve_precision(name: str, device: torch.device) -> bool:
+    """True when training steps run under bfloat16 autocast."""
+    if name not in PRECISIONS:
+        raise TrainingError(f"precision {name!r}: use {', '.join(PRECISIONS)}")
+    return name == "bf16" or (name == "auto" and bf16_native(device))
 
 
 def resolve_device(name: str) -> torch.device:

@@ -22,7 +22,6 @@ from training.profiles import Profile
 from training.runtime import Context, barrier, step_seed
 from training.view_bank import ViewBank, build_bank, teacher_logits
 
-STUDENT = "hybrid_student"
 #: Teachers whose training data is not FER2013's Training split only (see the report's warning).
 LEAKY_TEACHERS = {"mini_xception": "fer's mini-Xception was trained on the first 80 % of fer2013.csv (the Training "
                                    "rows), but its checkpoint was chosen on the other rows (PublicTest + PrivateTest): "
@@ -88,13 +87,13 @@ def student_inputs(ctx: Context, prof: Profile, train: SplitData, teachers: dict
     if not teachers:
         return bank, None
     path = ctx.out / "checkpoints" / "teacher-logits.pt"
-    key = {"teachers": list(teachers), "views": prof.distill_views, "seed": ctx.seed,
+    key = {"teachers": list(teachers), "views": prof.distill_views, "seed": ctx.seed, "bf16": ctx.bf16,
            "train": hashlib.sha256("\n".join(train.paths).encode()).hexdigest()}
     if path.is_file():
         saved = torch.load(path, weights_only=False)
         if saved.get("key") == key:
             return bank, saved["logits"]
-    logits = teacher_logits(teachers, bank, ctx.device)
+    logits = teacher_logits(teachers, bank, ctx.device, bf16=ctx.bf16)
     if ctx.main:
         tmp = path.with_suffix(".tmp")
         torch.save({"key": key, "logits": logits}, tmp)
@@ -190,8 +189,9 @@ def train_student(ctx: Context, mode: str, prof: Profile, splits: dict[str, Spli
     from training.onnx_export import export_onnx
 
     entry = metrics["students"].setdefault(mode, {})
+    entry["model"] = prof.student
     torch.manual_seed(step_seed(ctx.seed, f"init-{mode}", 0))
-    student = create_model(STUDENT, len(ctx.classes))
+    student = create_model(prof.student, len(ctx.classes))
     strength_log: list = []
     loss_fn, on_epoch, state, load_state = make_distill_loss(ctx, mode, prof, teachers, splits["val"], val_strength,
                                                              strength_log, cached)

@@ -65,8 +65,9 @@ def build_bank(data: SplitData, n_views: int, seed: int) -> ViewBank:
 
 @torch.no_grad()
 def teacher_logits(teachers: dict[str, torch.nn.Module], bank: ViewBank, device: torch.device,
-                   batch_size: int = 512) -> torch.Tensor:
-    """(T, V, N, C) logits of every (eval-mode) teacher on every view of the bank."""
+                   batch_size: int = 512, bf16: bool = False) -> torch.Tensor:
+    """(T, V, N, C) logits of every (eval-mode) teacher on every view of the bank; ``bf16`` as the
+    training steps (the logits are targets of a bf16 step, so fp32 would buy nothing)."""
     n_views, n = bank.images.shape[:2]
     out = None
     bar = tqdm(total=len(teachers) * n_views * n, desc="teacher logits on the view bank", unit="img", leave=False)
@@ -75,7 +76,8 @@ def teacher_logits(teachers: dict[str, torch.nn.Module], bank: ViewBank, device:
         for v in range(n_views):
             for start in range(0, n, batch_size):
                 x = bank.images[v, start:start + batch_size].to(device).float().div_(255.0)
-                z = model(x).float().cpu()
+                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+                    z = model(x.contiguous(memory_format=torch.channels_last)).float().cpu()
                 if out is None:
                     out = torch.empty((len(teachers), n_views, n, z.shape[1]))
                 out[t, v, start:start + len(x)] = z

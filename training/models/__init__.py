@@ -5,7 +5,7 @@ Every registered model takes ``(B, 1, 48, 48)`` float pixels in [0, 1] and retur
 resizing are the model's first layers, so adversarial attacks work in pixel space.
 
 ``create_model`` tags each model with ``fer_meta = {"name", "kind", "params", "source"}``.
-``"student"`` is an alias of ``hybrid_student``.
+``"student"`` is an alias of ``conv_transformer_student`` (the default student).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from torch import nn
 from training.errors import TrainingError
 
 KINDS = ("teacher", "student")
-ALIASES = {"student": "hybrid_student"}
+ALIASES = {"student": "conv_transformer_student"}
 
 
 @dataclass(frozen=True)

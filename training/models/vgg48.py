@@ -16,7 +16,8 @@ from training.models import register_model
 from training.models.layers import Standardize
 
 
-def _stage(cin: int, cout: int, convs: int) -> nn.Sequential:
+def vgg_stage(cin: int, cout: int, convs: int = 2) -> nn.Sequential:
+    """``convs`` 3x3 conv + BN + ReLU, then a 2x2 max-pool (also what bf16 CPU kernels run fastest)."""
     layers: list[nn.Module] = []
     for i in range(convs):
         layers += [nn.Conv2d(cin if i == 0 else cout, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout),
@@ -32,7 +33,7 @@ class VGG48(nn.Module):
         super().__init__()
         self.standardize = Standardize()
         chans = (1, *widths)
-        self.features = nn.Sequential(*(_stage(chans[i], chans[i + 1], convs) for i in range(len(widths))))
+        self.features = nn.Sequential(*(vgg_stage(chans[i], chans[i + 1], convs) for i in range(len(widths))))
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.head = nn.Sequential(nn.Flatten(), nn.Dropout(drop_rate), nn.Linear(widths[-1], num_classes))
 
@@ -43,6 +44,14 @@ class VGG48(nn.Module):
 @register_model(kind="teacher", source="fercurate")
 def vgg48(num_classes: int, **kwargs) -> nn.Module:
     """VGG-style CNN at 48 px (1.2 M params, ~120 M multiply-adds): the ``cpu`` profile's strong teacher."""
+    return VGG48(num_classes, **kwargs)
+
+
+@register_model(kind="teacher", source="fercurate")
+def vgg48_deep(num_classes: int, **kwargs) -> nn.Module:
+    """VGG48 with three 3x3 convs per stage (2.0 M params, ~190 M multiply-adds): a second in-domain
+    teacher whose larger receptive field per stage makes other mistakes than vgg48's."""
+    kwargs = {"convs": 3, **kwargs}
     return VGG48(num_classes, **kwargs)
 
 
