@@ -84,7 +84,7 @@ def summarize(out: Path, votes: Path | None) -> dict:
     crowd = crowd_labels(votes, sorted(m["manifest"]["split_counts"]["test"]))
     return {"run": str(out), "seed": m["seed"], "profile": m["profile"], "version": m["manifest"]["version"],
             "content_hash": m["manifest"]["content_hash"], "wall_s": m.get("wall_s"),
-            "view_bank": m.get("view_bank"),
+            "view_bank": m.get("view_bank"), "teachers_from": m.get("teachers_from"), "precision": m.get("precision"),
             "teachers": {n: {"params": t["params"], "epochs": t["epochs"], "train_seconds": t.get("train_seconds"),
                              "test_acc": pct(t["test"]["curated"]["accuracy"]),
                              "test_macro_f1": pct(t["test"]["curated"]["macro_f1"]),
@@ -123,6 +123,8 @@ def main() -> None:
     p.add_argument("--training-args", default="", metavar="ARGS",
                    help="more options for every training run, e.g. '--epochs 1,1,1' (not on resume)")
     p.add_argument("--votes", type=Path, help="crowd votes CSV: also score val against the crowd")
+    p.add_argument("--same-teachers", action="store_true", help="seeds after the first reuse the first seed's "
+                   "trained teachers (training --teachers-from): the seeds then vary the students only")
     p.add_argument("--out", type=Path, default=Path("runs/seeds"))
     p.add_argument("--results", type=Path, default=RESULTS)
     p.add_argument("--summarize-only", action="store_true")
@@ -143,6 +145,8 @@ def main() -> None:
             cmd += ["--device", args.device]
         if "--resume" not in cmd:
             cmd += shlex.split(args.training_args)
+            if args.same_teachers and len(folders) > 1:
+                cmd += ["--teachers-from", str(folders[0])]
         print("+", " ".join(cmd), file=sys.stderr, flush=True)
         subprocess.run(cmd, check=True)
     rows = [summarize(f, args.votes) for f in folders if (f / "metrics.json").is_file()]

@@ -310,3 +310,33 @@ def test_a_pretrained_teacher_is_used_as_shipped_while_a_scratch_teacher_is_trai
     tuned = {"pretrained": teachers["pretrained"]}
     run.train_teachers(ctx_b, with_overrides(prof, pretrained_teacher_epochs=1), splits, tuned, {"teachers": {}})
     assert not unchanged("pretrained")   # fine-tuning it is one setting away
+
+
+def test_teachers_from_another_run_trains_new_students_against_the_very_same_teachers(tmp_path, capsys):
+    """Seeds of an ablation must vary the students, not the teachers: run B adopts run A's trained
+    teachers (bit for bit) and trains only its own student; a mismatched source is one line."""
+    manifest = write_manifest(tmp_path / "tiny.jsonl", manifest_lines(tmp_path / "img", per_class=4))
+    base = ["--manifest", str(manifest), "--profile", "smoke", "--threads", "1", "--mode", "kd", "--robust-images", "4",
+            "--apgd-steps", "0"]
+    a, b = tmp_path / "a", tmp_path / "b"
+    assert cli.main(base + ["--out", str(a)]) == 0
+    assert cli.main(base + ["--out", str(b), "--seed", "1", "--teachers-from", str(a)]) == 0
+    teacher = "teacher-convnext_atto.pt"
+    for key, value in torch.load(a / "checkpoints" / teacher, weights_only=False)["model"].items():
+        assert torch.equal(value, torch.load(b / "checkpoints" / teacher, weights_only=False)["model"][key]), key
+    metrics_b = json.loads((b / "metrics.json").read_text())
+    assert metrics_b["teachers_from"] == {"run": str(a), "seed": 0} and metrics_b["seed"] == 1
+    student_a = torch.load(a / "checkpoints" / "student-kd.pt", weights_only=False)["model"]
+    student_b = torch.load(b / "checkpoints" / "student-kd.pt", weights_only=False)["model"]
+    assert not all(torch.equal(v, student_b[k]) for k, v in student_a.items())   # another seed's student
+    capsys.readouterr()
+
+    other = write_manifest(tmp_path / "other.jsonl", manifest_lines(tmp_path / "img2", per_class=5))
+    assert cli.main(["--manifest", str(other), "--profile", "smoke", "--threads", "1", "--mode", "kd",
+                     "--out", str(tmp_path / "c"), "--teachers-from", str(a)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "--teachers-from" in err and "another manifest" in err and "\n" not in err
+    assert cli.main(base + ["--out", str(tmp_path / "d"), "--teachers-from", str(tmp_path / "nope")]) == 2
+    assert "not a run folder" in capsys.readouterr().err
+    assert cli.main(["--resume", "--out", str(b), "--teachers-from", str(tmp_path / "c")]) == 2
+    assert "--teachers-from: teachers_from" in capsys.readouterr().err

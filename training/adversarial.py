@@ -70,7 +70,7 @@ def _clean_and_adversarial_logits(model: nn.Module, x: torch.Tensor, x_adv: torc
                                   sample_weights: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Logits of x and x_adv in one forward (DistributedDataParallel expects one per backward) and
     the per-sample weights normalised to sum 1."""
-    logits = model(torch.cat([x, x_adv]))
+    logits = model(torch.cat([x, x_adv])).float()   # bf16 under autocast: losses in fp32
     n = len(x)
     return logits[:n], logits[n:], sample_weights / sample_weights.sum()
 

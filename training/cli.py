@@ -53,6 +53,9 @@ def build_parser() -> argparse.ArgumentParser:
                        "against the same trained teachers")
     p.add_argument("--teachers", metavar="A,B", help="comma-separated teacher names (default: the profile's; "
                    "see --list-models)")
+    p.add_argument("--teachers-from", metavar="RUN", help="reuse the trained teachers of run folder RUN (same "
+                   "manifest and teachers) instead of training them: students of other seeds or modes against "
+                   "the very same teachers")
     p.add_argument("--eval-manifest", metavar="FILE", help="also evaluate the final students on this manifest's "
                    "test split (e.g. raw vs curated on the same test images)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint, "
@@ -185,7 +188,8 @@ def run_from_args(args: argparse.Namespace, given: set[str] | None = None) -> in
     out = args.out or f"runs/{manifest.header['dataset']}-{manifest.header['version']}-{profile.name}"
     cfg = RunConfig(out=out, profile=profile, modes=MODES if args.ablations else _parse_modes(args.mode),
                     seed=args.seed if args.seed is not None else 0, device=args.device,
-                    teachers_explicit=teachers is not None, stop_after_steps=args.stop_after_steps)
+                    teachers_explicit=teachers is not None, stop_after_steps=args.stop_after_steps,
+                    teachers_from=args.teachers_from)
     if args.resume:
         from training.run_folder import resume_conflicts
         conflicts = resume_conflicts(Path(out), cfg, given or set())

@@ -46,7 +46,7 @@ from training import eadd
 from training.data import load_manifest_splits, load_split
 from training.errors import TrainingError
 from training.manifest import Manifest
-from training.run_folder import RunConfig, prepare_run_folder
+from training.run_folder import RunConfig, adopt_teachers, prepare_run_folder
 from training.runtime import (Context, RunInterrupted, barrier, init_distributed, resolve_device,
                               resolve_precision, set_determinism, write_json)
 from training.stages import (build_teachers, evaluate_teachers, student_inputs, teacher_probs, train_student,
@@ -125,6 +125,11 @@ def run_pipeline(cfg: RunConfig, manifest: Manifest | None, eval_manifest: Manif
             if not teachers:
                 raise TrainingError(f"no usable teacher among {', '.join(prof.teachers)}; modes kd/eadd need one "
                                     "(or use --mode ce)")
+            if cfg.teachers_from and ctx.main:
+                metrics["teachers_from"] = adopt_teachers(Path(cfg.teachers_from), out, manifest, list(teachers),
+                                                          cfg.seed, carved)
+                ctx.say(f"teachers: reusing those of {cfg.teachers_from} (seed {metrics['teachers_from']['seed']})")
+            barrier(ctx)
             train_teachers(ctx, prof, splits, teachers, metrics)
             val_probs = teacher_probs(ctx, teachers, splits["val"])
             strength = eadd.teacher_strength(val_probs, splits["val"].labels, len(ctx.classes))

@@ -22,10 +22,11 @@ class RunConfig:
     device: str = "auto"
     teachers_explicit: bool = False
     stop_after_steps: int | None = None   # simulate an interruption (tests, time-boxed jobs)
+    teachers_from: str | None = None      # another run folder whose trained teachers this run reuses
 
     def to_dict(self) -> dict:
         return {"profile": self.profile.to_dict(), "modes": list(self.modes), "seed": self.seed,
-                "teachers_explicit": self.teachers_explicit}
+                "teachers_explicit": self.teachers_explicit, "teachers_from": self.teachers_from}
 
 
 #: command-line option -> the saved config's fields it sets (profile fields unless "modes"/"seed")
@@ -35,7 +36,10 @@ RESUME_CHECKED: dict[str, tuple[str, ...]] = {
     "adv_eps": ("adv_eps",), "adv_steps": ("adv_steps",), "trades_beta": ("trades_beta",),
     "mode": ("modes",), "ablations": ("modes",), "seed": ("seed",),
     "robust_images": ("robust_max_images",), "apgd_steps": ("robust_apgd_steps",),
+    "teachers_from": ("teachers_from",),
 }
+#: saved-config keys that live at the top level, not in the profile
+_TOP_LEVEL = ("modes", "seed", "teachers_from")
 
 
 def resume_conflicts(out: Path, cfg: RunConfig, given: set[str]) -> list[str]:
@@ -49,7 +53,7 @@ def resume_conflicts(out: Path, cfg: RunConfig, given: set[str]) -> list[str]:
     now = cfg.to_dict()
 
     def value(d: dict, key: str):
-        v = d[key] if key in ("modes", "seed") else d["profile"].get(key)
+        v = d.get(key) if key in _TOP_LEVEL else d["profile"].get(key)
         return list(v) if isinstance(v, (list, tuple)) else v
 
     found = []
@@ -83,7 +87,7 @@ def prepare_run_folder(out: Path, manifest: Manifest | None, cfg: RunConfig, res
         prof["robust_eps"] = tuple(prof["robust_eps"])
         cfg = RunConfig(out=cfg.out, profile=Profile(**prof), modes=tuple(saved["modes"]), seed=saved["seed"],
                         device=cfg.device, teachers_explicit=saved["teachers_explicit"],
-                        stop_after_steps=cfg.stop_after_steps)
+                        stop_after_steps=cfg.stop_after_steps, teachers_from=saved.get("teachers_from"))
         return manifest, cfg
     if manifest is None:
         raise TrainingError("no manifest: pass --manifest FILE or pipe `fercurate export --view NAME | training`")
@@ -96,3 +100,39 @@ def prepare_run_folder(out: Path, manifest: Manifest | None, cfg: RunConfig, res
     write_json(out / "manifest_header.json", manifest.header)
     (out / "manifest.jsonl").write_text(manifest.text, encoding="utf-8")
     return manifest, cfg
+
+
+def adopt_teachers(source: Path, out: Path, manifest: Manifest, names: list[str], seed: int, carved: bool) -> dict:
+    """Copies the finished teacher checkpoints of run ``source`` into ``out`` so this run loads
+    them instead of training its own: students of several seeds (or modes) against the very same
+    teachers, which is what an ablation over students needs. The source must have trained the
+    same teachers on the same manifest (and, when val was carved from train, with the same seed,
+    or the teachers would have seen this run's val). Returns what to record in metrics.json."""
+    import shutil
+
+    import torch
+
+    config_path = source / "config.json"
+    if not config_path.is_file():
+        raise TrainingError(f"--teachers-from {source}: not a run folder (no config.json); give the --out of a "
+                            "finished training run")
+    header = json.loads((source / "manifest_header.json").read_text())
+    if header.get("content_hash") != manifest.header.get("content_hash"):
+        raise TrainingError(f"--teachers-from {source}: its teachers were trained on another manifest "
+                            f"({str(header.get('content_hash'))[:19]}…, this one {manifest.header['content_hash'][:19]}…); "
+                            "train on the same manifest or drop --teachers-from")
+    saved = json.loads(config_path.read_text())
+    if carved and saved["seed"] != seed:
+        raise TrainingError(f"--teachers-from {source}: that run carved val from train with seed {saved['seed']}, "
+                            f"this one with seed {seed}, so its teachers saw part of this run's val; use a manifest "
+                            "with a val split, or --seed " + str(saved["seed"]))
+    for name in names:
+        src = source / "checkpoints" / f"teacher-{name}.pt"
+        dst = out / "checkpoints" / src.name
+        if dst.is_file():
+            continue
+        if not src.is_file() or not torch.load(src, map_location="cpu", weights_only=False).get("done"):
+            raise TrainingError(f"--teachers-from {source}: teacher {name} is not trained there (no finished "
+                                f"{src.name}); finish that run (training --resume --out {source}) or drop the option")
+        shutil.copyfile(src, dst)
+    return {"run": str(source), "seed": saved["seed"]}
