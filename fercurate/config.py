@@ -95,6 +95,20 @@ def tame_progress_bars() -> None:
     if not interactive:
         os.environ.setdefault("TQDM_MININTERVAL", PIPED_PROGRESS_INTERVAL)
         os.environ.setdefault("FIFTYONE_SHOW_PROGRESS_BARS", "false")
+        _slow_down_imported_tqdm(float(os.environ["TQDM_MININTERVAL"]))
+
+
+def _slow_down_imported_tqdm(interval: float) -> None:
+    """tqdm reads ``TQDM_*`` once, when it is first imported, and ``import torch`` imports it: a
+    script that imports torch before fercurate would keep a log line per step. Give the already
+    imported class the same default (an explicit ``mininterval=`` still wins)."""
+    std = sys.modules.get("tqdm.std")
+    if std is None or getattr(std.tqdm, "_fercurate_interval", None) is not None:
+        return
+    import functools
+
+    std.tqdm.__init__ = functools.partialmethod(std.tqdm.__init__, mininterval=interval)
+    std.tqdm._fercurate_interval = interval
 
 
 def apply_fiftyone_env() -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 import torch.nn as nn
@@ -30,17 +32,20 @@ def test_pgd_examples_raise_the_loss_and_stay_in_the_eps_ball():
         assert F.cross_entropy(model(x_adv), y) > F.cross_entropy(model(x), y)
 
 
-@pytest.mark.parametrize("method", ["pgd", "trades"])
+@pytest.mark.parametrize("method", ["pgd", "trades", "anchored"])
 def test_one_adversarial_step_lowers_the_loss(method):
     model = _tiny_net()
     x, y = _batch()
     w = torch.ones(16)
     attack = adversarial.make_attack(model, method, eps=4 / 255, steps=2)
+    anchor = _tiny_net().eval()                # another network's predictions to move toward
 
     def loss():
         torch.manual_seed(5)                   # same attack start: only the weights differ
         if method == "pgd":
             return adversarial.adversarial_loss(model, attack, x, y, w, adv_weight=0.5)
+        if method == "anchored":
+            return adversarial.anchored_loss(model, anchor, attack, x, w, adv_weight=0.5)
         return adversarial.trades_loss(model, attack, x, y, w, beta=6.0)
 
     opt = torch.optim.SGD(model.parameters(), lr=0.5)
@@ -99,8 +104,56 @@ def test_trades_is_clean_cross_entropy_plus_beta_times_the_kl_to_the_attacked_pr
     assert kl.item() > 0 and torch.isclose(small, ce + kl, atol=1e-5)
 
 
+def test_anchored_loss_is_zero_at_the_anchor_and_grows_with_the_attack():
+    model = _tiny_net().eval()
+    x, _ = _batch()
+    w = torch.ones(16)
+    anchor = copy.deepcopy(model)
+    no_ball = adversarial.make_attack(model, "anchored", eps=0.0, steps=2)
+    assert adversarial.anchored_loss(model, anchor, no_ball, x, w, adv_weight=0.5).abs().item() < 1e-6
+    attacked = adversarial.anchored_loss(model, anchor, adversarial.make_attack(model, "anchored", 8 / 255, 3), x, w, 1.0)
+    assert attacked.item() > 1e-6
+
+
+def _separable_batch():
+    """Faces of three 'emotions' told apart by brightness, the third rare (2 of 24)."""
+    g = torch.Generator().manual_seed(4)
+    level = torch.tensor([0.15] * 11 + [0.5] * 11 + [0.85] * 2)
+    x = (level[:, None, None, None] + 0.05 * torch.randn(24, 1, 48, 48, generator=g)).clamp(0, 1)
+    return x, torch.tensor([0] * 11 + [1] * 11 + [2] * 2)
+
+
+def test_anchored_fine_tuning_keeps_a_rare_class_that_label_following_pgd_gives_up():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(48 * 48, 3))
+    x, y = _separable_batch()
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    for _ in range(300):                       # the "distilled" model: every class right
+        opt.zero_grad()
+        F.cross_entropy(model(x), y).backward()
+        opt.step()
+    assert (model(x).argmax(-1) == y).all()
+    noisy = y.clone()
+    noisy[-2:] = 1                             # the rare class's labels are noisy, as FER2013's disgust is
+    w = torch.ones(24)
+    kept = {}
+    for method in ("pgd", "anchored"):
+        net, anchor = copy.deepcopy(model), copy.deepcopy(model).eval()
+        opt = torch.optim.SGD(net.parameters(), lr=0.05)
+        attack = adversarial.make_attack(net, method, eps=4 / 255, steps=2)
+        for _ in range(60):
+            opt.zero_grad()
+            loss = (adversarial.anchored_loss(net, anchor, attack, x, w, 0.5) if method == "anchored"
+                    else adversarial.adversarial_loss(net, attack, x, noisy, w, 0.5))
+            loss.backward()
+            opt.step()
+        with torch.no_grad():
+            kept[method] = int((net(x).argmax(-1)[-2:] == 2).sum())
+    assert kept == {"pgd": 0, "anchored": 2}
+
+
 def test_an_unknown_method_is_refused():
-    with pytest.raises(ValueError, match="trades, pgd"):
+    with pytest.raises(ValueError, match="anchored, trades, pgd"):
         adversarial.make_attack(_tiny_net(), "fgsm-at", eps=4 / 255, steps=1)
 
 

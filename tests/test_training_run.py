@@ -340,3 +340,24 @@ def test_teachers_from_another_run_trains_new_students_against_the_very_same_tea
     assert "not a run folder" in capsys.readouterr().err
     assert cli.main(["--resume", "--out", str(b), "--teachers-from", str(tmp_path / "c")]) == 2
     assert "--teachers-from: teachers_from" in capsys.readouterr().err
+
+
+def test_anchored_fine_tuning_anchors_to_the_distilled_student_also_across_a_resume(tmp_path):
+    """The anchor is the distilled student, not whatever the interrupted fine-tune had reached:
+    a run stopped inside the fine-tune and resumed ends with the uninterrupted run's weights."""
+    manifest = write_manifest(tmp_path / "tiny.jsonl", manifest_lines(tmp_path / "img", per_class=4, flip_every=5))
+    base = ["--manifest", str(manifest), "--profile", "smoke", "--threads", "1", "--mode", "ce",
+            "--epochs", "0,1,2", "--adv-method", "anchored"]     # 2 distillation steps, then 4 fine-tune steps
+    assert cli.main(base + ["--out", str(tmp_path / "whole")]) == 0
+    assert cli.main(base + ["--out", str(tmp_path / "split"), "--stop-after-steps", "4"]) == 3
+    assert cli.main(["--resume", "--out", str(tmp_path / "split"), "--threads", "1"]) == 0
+
+    def weights(run: str) -> dict:
+        return torch.load(tmp_path / run / "checkpoints" / "adversarial-ce.pt", weights_only=False)["model"]
+
+    whole, split = weights("whole"), weights("split")
+    distilled = torch.load(tmp_path / "whole" / "checkpoints" / "student-ce.pt", weights_only=False)["model"]
+    assert any(not torch.equal(whole[k], distilled[k]) for k in whole)      # the fine-tune moved the weights
+    assert all(torch.equal(whole[k], split[k]) for k in whole)
+    settings = json.loads((tmp_path / "split" / "metrics.json").read_text())["students"]["ce"]["adversarial"]["settings"]
+    assert settings["method"] == "anchored"

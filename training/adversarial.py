@@ -12,6 +12,16 @@ expects, so eps = 8/255 means 8 grey levels:
 
       L = CE_w(f(x), y) + beta * KL_w(softmax f(x) || softmax f(x_adv))
 
+* ``anchored`` (robust soft labels, after Zi et al. 2021's RSLAD): the distilled student, frozen
+  at the start of the fine-tune, is the anchor; TPGD finds x_adv (no labels: FER2013's are
+  noisy), and both the clean and the attacked prediction are pulled to the anchor's::
+
+      L = (1 - adv_weight) * KL_w(a(x) || f(x)) + adv_weight * KL_w(a(x) || f(x_adv))
+
+  Hard-label PGD-AT on the ``cpu`` run kept 5 % of the distilled student's disgust recall (45 %
+  -> 5 %) and cost 4.7 points of clean accuracy: the cheapest robust answer for a rare class is
+  never to predict it. The anchor's soft labels keep what distillation taught about each class.
+
 (``_w``: weighted by the manifest's per-sample weights.) A short fine-tune must move gently:
 on FER2013 a quarter epoch at lr 5e-4 pushed the students toward the trivial robust answer,
 "happy" for most faces, with either method (PGD-AT: "happy" for 53-90 % of the test faces,
@@ -45,14 +55,15 @@ def pgd_attack(model: nn.Module, eps: float, steps: int, eps_step: float | None 
     return torchattacks.PGD(model, eps=eps, alpha=step, steps=steps, random_start=True)
 
 
-METHODS: tuple[str, ...] = ("trades", "pgd")
+METHODS: tuple[str, ...] = ("anchored", "trades", "pgd")
 
 
 def make_attack(model: nn.Module, method: str, eps: float, steps: int) -> torchattacks.Attack:
-    """The training-time attack of ``method``: TPGD (KL ascent) for trades, PGD (CE ascent) for pgd."""
+    """The training-time attack of ``method``: TPGD (KL ascent) for trades and anchored, PGD (CE
+    ascent) for pgd."""
     if method == "pgd":
         return pgd_attack(model, eps, steps)
-    if method == "trades":
+    if method in ("trades", "anchored"):
         return torchattacks.TPGD(model, eps=eps, alpha=2.5 * eps / max(steps, 1), steps=steps)
     raise ValueError(f"unknown adversarial method {method!r}; choose one of {', '.join(METHODS)}")
 
@@ -86,6 +97,20 @@ def adversarial_loss(model: nn.Module, attack: torchattacks.Attack, x: torch.Ten
     loss_clean = (w * F.cross_entropy(clean, y, reduction="none")).sum()
     loss_adv = (w * F.cross_entropy(adv, y, reduction="none")).sum()
     return (1.0 - adv_weight) * loss_clean + adv_weight * loss_adv
+
+
+def anchored_loss(model: nn.Module, anchor: nn.Module, attack: torchattacks.Attack, x: torch.Tensor,
+                  sample_weights: torch.Tensor, adv_weight: float) -> torch.Tensor:
+    """(1-adv_weight)*KL(a(x) || f(x)) + adv_weight*KL(a(x) || f(x_adv)) with the frozen anchor ``a``,
+    weighted mean over the batch."""
+    with torch.no_grad():
+        target = F.softmax(anchor(x).float(), dim=-1)
+    clean, adv, w = _clean_and_adversarial_logits(model, x, attack(x).detach(), sample_weights)
+
+    def kl(logits: torch.Tensor) -> torch.Tensor:
+        return (w * F.kl_div(F.log_softmax(logits, dim=-1), target, reduction="none").sum(-1)).sum()
+
+    return (1.0 - adv_weight) * kl(clean) + adv_weight * kl(adv)
 
 
 #: APGD (or FGSM) this far below PGD at one eps is reported as gradient masking

@@ -67,8 +67,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", metavar="T,S,A", help="override epochs: teachers,student,adversarial "
                    "(fractions allowed, e.g. 2,4,0.5)")
     adv = p.add_argument_group("adversarial fine-tuning (default: the profile's)")
-    adv.add_argument("--adv-method", choices=("trades", "pgd"), help="trades: CE + beta*KL to the attacked "
-                     "prediction (holds clean accuracy); pgd: PGD-AT mixed with clean data")
+    adv.add_argument("--adv-method", choices=("anchored", "trades", "pgd"), help="anchored: clean and attacked "
+                     "predictions pulled to the distilled student's own (keeps rare classes); trades: CE + beta*KL "
+                     "to the attacked prediction; pgd: PGD-AT mixed with clean data")
     adv.add_argument("--adv-eps", type=float, metavar="N", help="L-inf radius in grey levels, N/255 (e.g. 4)")
     adv.add_argument("--adv-steps", type=int, metavar="K", help="attack iterations per training batch")
     adv.add_argument("--trades-beta", type=float, metavar="B", help="weight of the TRADES KL term (default 6)")

