@@ -28,7 +28,7 @@ from training.loop import train_stage, weighted_ce
 from training.manifest import read_manifest_file
 from training.models import create_model
 from training.profiles import get_profile
-from training.runtime import Context, quiet_progress_when_piped, resolve_precision
+from training.runtime import Context, resolve_precision
 
 RESULTS = Path(__file__).parent / "results" / "student_ce.json"
 
@@ -43,7 +43,6 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--results", type=Path, default=RESULTS)
     args = p.parse_args()
-    quiet_progress_when_piped()
     torch.set_num_threads(args.threads)
     prof = get_profile(args.profile)
     manifest = read_manifest_file(args.manifest)

@@ -11,7 +11,6 @@ import threading
 from pathlib import Path
 
 from training.errors import TrainingError
-from training.runtime import quiet_progress_when_piped
 
 EPILOG = """\
 examples:
@@ -34,7 +33,7 @@ exit codes: 0 done, 2 bad input (one-line message), 3 interrupted: --stop-after-
 
 def build_parser() -> argparse.ArgumentParser:
     from training.eadd import MODES
-    from training.profiles import PROFILES
+    from training.profiles import ADV_METHODS, PROFILES
 
     p = argparse.ArgumentParser(
         prog="training", formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG,
@@ -67,9 +66,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", metavar="T,S,A", help="override epochs: teachers,student,adversarial "
                    "(fractions allowed, e.g. 2,4,0.5)")
     adv = p.add_argument_group("adversarial fine-tuning (default: the profile's)")
-    adv.add_argument("--adv-method", choices=("anchored", "trades", "pgd"), help="anchored: clean and attacked "
-                     "predictions pulled to the distilled student's own (keeps rare classes); trades: CE + beta*KL "
-                     "to the attacked prediction; pgd: PGD-AT mixed with clean data")
+    adv.add_argument("--adv-method", choices=ADV_METHODS, help="pgd: PGD-AT mixed with clean data; "
+                     "trades: CE + beta*KL to the attacked prediction; anchored: clean and attacked predictions "
+                     "pulled to the frozen distilled student's (keeps more clean accuracy, a little less robust)")
     adv.add_argument("--adv-eps", type=float, metavar="N", help="L-inf radius in grey levels, N/255 (e.g. 4)")
     adv.add_argument("--adv-steps", type=int, metavar="K", help="attack iterations per training batch")
     adv.add_argument("--trades-beta", type=float, metavar="B", help="weight of the TRADES KL term (default 6)")
@@ -221,7 +220,6 @@ def _stop_on_sigterm() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    quiet_progress_when_piped()
     if threading.current_thread() is threading.main_thread():
         _stop_on_sigterm()
     try:

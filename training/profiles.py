@@ -12,6 +12,11 @@ from dataclasses import asdict, dataclass, field, replace
 from training.errors import TrainingError
 
 
+#: ``Profile.adv_method`` values (training.adversarial implements them); here so the CLI's --help
+#: lists them without importing torch
+ADV_METHODS: tuple[str, ...] = ("anchored", "trades", "pgd")
+
+
 @dataclass(frozen=True)
 class Profile:
     name: str

@@ -23,14 +23,6 @@ from tqdm import tqdm
 from training.errors import TrainingError
 
 
-def quiet_progress_when_piped() -> None:
-    """A run logged to a file (nohup, CI, a pipe) redraws its bars every few seconds, not every
-    optimizer step (fercurate's policy, also for bars imported before it: torch imports tqdm)."""
-    from fercurate.config import tame_progress_bars
-
-    tame_progress_bars()
-
-
 class RunInterrupted(Exception):
     """The run stopped (``stop_after_steps`` reached or Ctrl-C) after writing a checkpoint."""
 
