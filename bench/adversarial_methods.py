@@ -9,6 +9,10 @@ real run, the same starting weights for every method.
     python bench/adversarial_methods.py --run runs/adv-base --mode ce --methods pgd,trades,anchored \\
         --threads 2 --out runs/adv-methods --results bench/results/adversarial_methods.json
 
+``--method`` (repeatable) may carry profile settings after ``@``
+(``--method pgd@adv_rebalance=false --method anchored@adv_weight=0.7,adv_rebalance=false``); the
+token is the row's name.
+
 Targets (issue 13): clean test accuracy within 4 points of the distilled student, every class's
 recall at least half its distilled value, and a higher worst-case accuracy (FGSM, PGD, APGD-CE,
 APGD-T) at 2/255 than the distilled student's.
@@ -34,13 +38,32 @@ AFTER_DISTILLATION = ("adversarial", "adversarial_loss_per_epoch", "adversarial_
                       "params", "speed", "onnx")
 
 
+def parse_method(token: str) -> dict:
+    """``"pgd@adv_rebalance=false,adv_weight=0.7"`` -> the profile fields it sets (values as JSON)."""
+    method, _, rest = token.partition("@")
+    fields = {"adv_method": method}
+    for item in filter(None, rest.split(",")):
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise SystemExit(f"--methods {token!r}: write settings as KEY=VALUE after '@', e.g. pgd@adv_rebalance=false")
+        try:
+            fields[key] = json.loads(value)
+        except json.JSONDecodeError:
+            fields[key] = value
+    return fields
+
+
 def prepare_copy(run: Path, dst: Path, mode: str, method: str) -> None:
-    """``run`` as it was right after distilling ``mode``, with ``adv_method = method``."""
+    """``run`` as it was right after distilling ``mode``, with the profile fields of ``method``
+    (:func:`parse_method`)."""
     if dst.exists():
         shutil.rmtree(dst)
     shutil.copytree(run, dst, ignore=shutil.ignore_patterns(f"adversarial-{mode}.pt", f"student-{mode}.onnx*"))
     cfg = json.loads((dst / "config.json").read_text())
-    cfg["profile"]["adv_method"] = method
+    unknown = set(parse_method(method)) - set(cfg["profile"]) - {"adv_rebalance"}
+    if unknown:
+        raise SystemExit(f"--methods {method!r}: {', '.join(sorted(unknown))} is not a profile field")
+    cfg["profile"].update(parse_method(method))
     (dst / "config.json").write_text(json.dumps(cfg, indent=2))
     metrics = json.loads((dst / "metrics.json").read_text())
     entry = metrics["students"][mode]
@@ -70,7 +93,9 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--run", type=Path, required=True, help="a finished training run folder")
     p.add_argument("--mode", default="ce", help="the student whose fine-tune is redone (default ce)")
-    p.add_argument("--methods", default="pgd,trades,anchored", help="comma-separated --adv-method values")
+    p.add_argument("--methods", help="comma-separated --adv-method values (default pgd,trades,anchored)")
+    p.add_argument("--method", action="append", default=[], metavar="METHOD[@KEY=VALUE,...]",
+                   help="one method with profile settings, e.g. pgd@adv_rebalance=false (repeatable)")
     p.add_argument("--out", type=Path, required=True, help="folder for the per-method copies")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--votes", type=Path, help="crowd votes CSV: also score val against the crowd")
@@ -80,7 +105,8 @@ def main() -> None:
     crowd = crowd_labels(args.votes, json.loads((args.run / "manifest_header.json").read_text())["classes"])
     distilled = student_row(base["students"][args.mode], args.run, args.mode, crowd)["distilled"]
     rows = {}
-    for method in args.methods.split(","):
+    methods = (args.methods.split(",") if args.methods else []) + args.method
+    for method in methods or ["pgd", "trades", "anchored"]:
         dst = args.out / method
         prepare_copy(args.run, dst, args.mode, method)
         cmd = [sys.executable, "-m", "training.cli", "--resume", "--out", str(dst), "--threads", str(args.threads)]
@@ -89,7 +115,7 @@ def main() -> None:
         entry = json.loads((dst / "metrics.json").read_text())["students"][args.mode]
         row = student_row(entry, dst, args.mode, crowd)
         rows[method] = {"settings": entry["adversarial"]["settings"], "seconds": entry["adversarial_seconds"],
-                        **judge(distilled, row["adversarial"])}
+                        **judge(distilled, row["adversarial"]), "rebalance": entry["adversarial"].get("rebalance")}
         print(json.dumps({method: {k: rows[method][k] for k in ("test_acc", "clean_drop_points",
                                                                 "worst_recall_ratio", "worst_2_255", "targets")}}),
               flush=True)

@@ -45,6 +45,8 @@ METHODS: dict[str, dict] = {
     "r1_w24": {"round1": {"width": 24}},
     "r1_w32": {"round1": {"width": 32}},
     "r1_w32_e8": {"round1": {"width": 32, "epochs": 8}},
+    "r1_w20": {"round1": {"width": 20}},
+    "r1_w24_rep1": {"round1": {"width": 24, "repeats": 1}},
     "r2_w24": {"round1": {"width": 24}, "round2": {"width": 24}},
     "r1_rep1": {"round1": {"repeats": 1}},
     "r1_rep3": {"round1": {"repeats": 3}},

@@ -116,6 +116,7 @@ def test_smoke_run_end_to_end_interrupted_and_resumed(tmp_path, capsys):
 
     report = (out / "report.md").read_text()
     assert "curated" in report and "raw" in report and "eadd" in report and (out / "plots" / "losses.png").is_file()
+    assert "logit offsets added after the fine-tune" in report
     # time per stage survives the interruption: seconds are summed over the two processes
     assert student["distill_seconds"] > 0 and all(t["train_seconds"] > 0 for t in metrics["teachers"].values())
     assert "## Time" in report and "**whole run**" in report and metrics["wall_s"] >= student["distill_seconds"]
@@ -134,6 +135,10 @@ def test_smoke_run_end_to_end_interrupted_and_resumed(tmp_path, capsys):
     x = torch.rand(3, 1, 48, 48)
     with torch.no_grad():
         expected = model.eval()(x).numpy()
+    # the exported student is the fine-tuned checkpoint plus the class offsets the rebalance fitted
+    rebalanced = student["adversarial"]["rebalance"]
+    assert student["adversarial"]["settings"]["rebalance"] is True
+    expected = expected + np.array([rebalanced["class_offsets"][c] for c in CLASSES])
     session = ort.InferenceSession(str(out / student["onnx"]["path"]), providers=["CPUExecutionProvider"])
     got = session.run(None, {session.get_inputs()[0].name: x.numpy()})[0]
     assert np.abs(got - expected).max() < 1e-3
@@ -227,6 +232,10 @@ def test_adversarial_settings_from_the_command_line_reach_the_run_or_are_refused
     assert cli.main(args) == 3
     saved = json.loads((out / "config.json").read_text())["profile"]
     assert (saved["adv_method"], saved["adv_eps"], saved["adv_steps"]) == ("pgd", 2 / 255, 3)
+    assert saved["adv_rebalance"] is True
+    capsys.readouterr()
+    assert cli.main(["--resume", "--out", str(out), "--no-adv-rebalance"]) == 2
+    assert "--adv-rebalance: adv_rebalance False (the run: True)" in capsys.readouterr().err
 
 
 def test_modes_are_a_comma_separated_list_checked_before_training(tmp_path, capsys):
@@ -359,5 +368,8 @@ def test_anchored_fine_tuning_anchors_to_the_distilled_student_also_across_a_res
     distilled = torch.load(tmp_path / "whole" / "checkpoints" / "student-ce.pt", weights_only=False)["model"]
     assert any(not torch.equal(whole[k], distilled[k]) for k in whole)      # the fine-tune moved the weights
     assert all(torch.equal(whole[k], split[k]) for k in whole)
-    settings = json.loads((tmp_path / "split" / "metrics.json").read_text())["students"]["ce"]["adversarial"]["settings"]
-    assert settings["method"] == "anchored"
+    adversarial = {run: json.loads((tmp_path / run / "metrics.json").read_text())["students"]["ce"]["adversarial"]
+                   for run in ("whole", "split")}
+    assert adversarial["split"]["settings"]["method"] == "anchored"
+    # the class offsets are refitted from the same checkpoint after the resume: the same model
+    assert adversarial["split"]["rebalance"] == adversarial["whole"]["rebalance"]

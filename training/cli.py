@@ -71,6 +71,10 @@ def build_parser() -> argparse.ArgumentParser:
                      "pulled to the frozen distilled student's (keeps more clean accuracy, a little less robust)")
     adv.add_argument("--adv-eps", type=float, metavar="N", help="L-inf radius in grey levels, N/255 (e.g. 4)")
     adv.add_argument("--adv-steps", type=int, metavar="K", help="attack iterations per training batch")
+    adv.add_argument("--adv-rebalance", action=argparse.BooleanOptionalAction,
+                     help="after the fine-tune, shift each class's logit so the student predicts every class as "
+                          "often as before it, on val, without labels (default on; keeps rare classes such as "
+                          "disgust, which adversarial training otherwise stops predicting)")
     adv.add_argument("--trades-beta", type=float, metavar="B", help="weight of the TRADES KL term (default 6)")
     rob = p.add_argument_group("robust evaluation (default: the profile's)")
     rob.add_argument("--robust-images", type=int, metavar="N", help="attack a seeded random N of the test images "
@@ -122,6 +126,7 @@ def _adversarial_overrides(args: argparse.Namespace) -> dict:
         raise TrainingError(f"--apgd-steps {args.apgd_steps}: give 0 (no APGD) or more iterations")
     robust = {} if args.robust_images is None else {"robust_max_images": args.robust_images or None}
     return {"adv_method": args.adv_method, "adv_steps": args.adv_steps, "trades_beta": args.trades_beta,
+            "adv_rebalance": args.adv_rebalance,
             "adv_eps": None if args.adv_eps is None else args.adv_eps / 255, "robust_apgd_steps": args.apgd_steps,
             **robust}
 

@@ -62,6 +62,10 @@ class Profile:
     adv_steps: int = 3
     adv_weight: float = 0.5
     adv_lr: float = 5e-4
+    # after the fine-tune, one logit offset per class (added to the classifier's bias) gives the student
+    # back the class shares it predicted on val before it (label-free; training.rebalance): hard-label
+    # PGD-AT otherwise stops predicting the rare classes (disgust 18 -> 0 % recall on one student)
+    adv_rebalance: bool = True
     # evaluation
     robust_eps: tuple[int, ...] = (1, 2, 4, 8)
     robust_pgd_steps: int = 10

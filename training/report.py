@@ -110,6 +110,18 @@ def _time_table(metrics: dict) -> list[str]:
     return lines + [""]
 
 
+def _rebalance_lines(metrics: dict) -> list[str]:
+    """The class offsets the rebalance added after the fine-tune (training.rebalance), per student."""
+    lines = []
+    for mode, s in metrics["students"].items():
+        offsets = s.get("adversarial", {}).get("rebalance", {}).get("class_offsets")
+        if offsets:
+            shown = ", ".join(f"{c} {v:+.2f}" for c, v in offsets.items())
+            lines.append(f"- {mode}: logit offsets added after the fine-tune so each class is predicted on val as "
+                         f"often as before it (`--adv-rebalance`): {shown}")
+    return ["", *lines] if lines else []
+
+
 def _student_tables(metrics: dict, classes: list[str]) -> list[str]:
     lines = ["## Students (ablations)", "",
              "`ce` = student alone on hard labels, `kd` = uniform multi-teacher KD, `eadd` = Emotion-Aware Dynamic "
@@ -130,6 +142,7 @@ def _student_tables(metrics: dict, classes: list[str]) -> list[str]:
         if "adversarial" in s:
             rec = s["adversarial"]["test"]["curated"]["per_class_recall"]
             lines.append(f"| {mode} | " + " | ".join(_pct(rec[c]) for c in classes) + " |")
+    lines += _rebalance_lines(metrics)
     lines += _robust_table(metrics) + _speed_table(metrics) + _eval_manifest_table(metrics) + [""]
     for mode, s in metrics["students"].items():
         if "adversarial" in s:

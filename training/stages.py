@@ -14,7 +14,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from training import adversarial, eadd, evaluate
+from training import adversarial, eadd, evaluate, rebalance
 from training.data import SplitData, augment
 from training.errors import TrainingError
 from training.loop import Batch, train_stage, unwrap, weighted_ce
@@ -211,6 +211,36 @@ def train_student(ctx: Context, mode: str, prof: Profile, splits: dict[str, Spli
         entry["distilled"] = evaluate_student(ctx, student, splits, prof, f"student-{mode}", robust_images)
     barrier(ctx)
 
+    rebalanced = fine_tune(ctx, mode, prof, student, splits, entry)
+    if not ctx.main:
+        return
+    entry["adversarial"] = evaluate_student(ctx, student, splits, prof, f"robust-{mode}", robust_images)
+    entry["adversarial"]["settings"] = {"method": prof.adv_method, "eps": prof.adv_eps, "steps": prof.adv_steps,
+                                        "epochs": prof.adv_epochs, "lr": prof.adv_lr,
+                                        **({"beta": prof.trades_beta} if prof.adv_method == "trades"
+                                           else {"adv_weight": prof.adv_weight}), "rebalance": prof.adv_rebalance}
+    if rebalanced is not None:
+        entry["adversarial"]["rebalance"] = rebalanced
+    if eval_test is not None:
+        probs = evaluate.predict_probs(student, eval_test, device=ctx.device, desc="eval-manifest test")
+        entry["eval_manifest_test"] = evaluate.split_metrics(probs, eval_test, ctx.classes)
+        csv_path = ctx.out / "predictions" / f"robust-{mode}-eval-test.csv"
+        evaluate.write_predictions_csv(str(csv_path), probs, eval_test, ctx.classes)
+        entry["eval_manifest_test"]["predictions_csv"] = str(csv_path.relative_to(ctx.out))
+    cpu_student = unwrap(student).cpu().eval()
+    entry["params"] = evaluate.count_parameters(cpu_student)
+    entry["speed"] = evaluate.cpu_speed(cpu_student, iters=prof.speed_iters)
+    onnx = export_onnx(cpu_student, str(ctx.out / f"student-{mode}.onnx"), len(ctx.classes),
+                       latency_iters=prof.speed_iters)
+    entry["onnx"] = {**onnx, "path": str(Path(onnx["path"]).relative_to(ctx.out))}
+    student.to(ctx.device)
+
+
+def fine_tune(ctx: Context, mode: str, prof: Profile, student: nn.Module, splits: dict[str, SplitData],
+              entry: dict) -> dict | None:
+    """Adversarial fine-tuning of the distilled ``student`` in place (``prof.adv_method``), then,
+    with ``prof.adv_rebalance``, the class offsets that give it back the distilled class shares on
+    val (:mod:`training.rebalance`); returns what the rebalance did, or None."""
     attack = adversarial.make_attack(student, prof.adv_method, prof.adv_eps, prof.adv_steps)
     # the distilled student as it is now (also on a resume mid-fine-tune: this is the distilled
     # stage's final checkpoint), frozen: the anchored method's soft labels
@@ -225,30 +255,28 @@ def train_student(ctx: Context, mode: str, prof: Profile, splits: dict[str, Spli
             return adversarial.trades_loss(net, attack, batch.x, batch.y, batch.w, prof.trades_beta)
         return adversarial.adversarial_loss(net, attack, batch.x, batch.y, batch.w, prof.adv_weight)
 
+    def val_probs(desc: str) -> torch.Tensor:
+        return evaluate.predict_probs(student, splits["val"], device=ctx.device, desc=f"{desc}-{mode} val")
+
+    # the distilled student's class shares on val (its predictions, no labels): what the rebalance gives back
+    target = rebalance.predicted_shares(val_probs("shares").numpy()) if prof.adv_rebalance else None
     hist = train_stage(ctx, f"adversarial-{mode}", student, splits["train"], prof.adv_epochs, prof.adv_lr,
                        prof.weight_decay, prof.batch_size, prof.checkpoint_every, adv_loss)
     entry["adversarial_loss_per_epoch"] = hist["losses"]
     entry["adversarial_seconds"] = hist.get("seconds")
-    if not ctx.main:
-        return
-    entry["adversarial"] = evaluate_student(ctx, student, splits, prof, f"robust-{mode}", robust_images)
-    entry["adversarial"]["settings"] = {"method": prof.adv_method, "eps": prof.adv_eps, "steps": prof.adv_steps,
-                                        "epochs": prof.adv_epochs, "lr": prof.adv_lr,
-                                        **({"beta": prof.trades_beta} if prof.adv_method == "trades"
-                                           else {"adv_weight": prof.adv_weight})}
-    if eval_test is not None:
-        probs = evaluate.predict_probs(student, eval_test, device=ctx.device, desc="eval-manifest test")
-        entry["eval_manifest_test"] = evaluate.split_metrics(probs, eval_test, ctx.classes)
-        csv_path = ctx.out / "predictions" / f"robust-{mode}-eval-test.csv"
-        evaluate.write_predictions_csv(str(csv_path), probs, eval_test, ctx.classes)
-        entry["eval_manifest_test"]["predictions_csv"] = str(csv_path.relative_to(ctx.out))
-    cpu_student = unwrap(student).cpu().eval()
-    entry["params"] = evaluate.count_parameters(cpu_student)
-    entry["speed"] = evaluate.cpu_speed(cpu_student, iters=prof.speed_iters)
-    onnx = export_onnx(cpu_student, str(ctx.out / f"student-{mode}.onnx"), len(ctx.classes),
-                       latency_iters=prof.speed_iters)
-    entry["onnx"] = {**onnx, "path": str(Path(onnx["path"]).relative_to(ctx.out))}
-    student.to(ctx.device)
+    if target is None:
+        return None
+    # every rank fits the same offsets from the same weights; they are added after the stage's last
+    # checkpoint, so a resume refits them from it and lands on the same model
+    probs = val_probs("rebalance")
+    offsets = rebalance.fit_class_offsets(torch.log(probs.clamp_min(1e-12)).numpy(), target)
+    rebalance.add_class_offsets(unwrap(student), offsets)
+
+    def per_class(values: np.ndarray) -> dict:
+        return dict(zip(ctx.classes, np.round(values, 4).tolist()))
+
+    return {"class_offsets": per_class(offsets), "val_shares_distilled": per_class(target),
+            "val_shares_fine_tuned": per_class(rebalance.predicted_shares(probs.numpy()))}
 
 
 def evaluate_teachers(ctx: Context, teachers: dict[str, nn.Module], splits: dict[str, SplitData],
