@@ -21,6 +21,7 @@ APGD-T) at 2/255 than the distilled student's.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import shlex
 import shutil
@@ -30,6 +31,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from training_seeds import crowd_labels, student_row  # noqa: E402
+
+from training.profiles import Profile  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results" / "adversarial_methods.json"
@@ -45,7 +48,7 @@ def parse_method(token: str) -> dict:
     for item in filter(None, rest.split(",")):
         key, sep, value = item.partition("=")
         if not sep:
-            raise SystemExit(f"--methods {token!r}: write settings as KEY=VALUE after '@', e.g. pgd@adv_rebalance=false")
+            raise SystemExit(f"--method {token!r}: write settings as KEY=VALUE after '@', e.g. pgd@adv_rebalance=false")
         try:
             fields[key] = json.loads(value)
         except json.JSONDecodeError:
@@ -60,10 +63,11 @@ def prepare_copy(run: Path, dst: Path, mode: str, method: str) -> None:
         shutil.rmtree(dst)
     shutil.copytree(run, dst, ignore=shutil.ignore_patterns(f"adversarial-{mode}.pt", f"student-{mode}.onnx*"))
     cfg = json.loads((dst / "config.json").read_text())
-    unknown = set(parse_method(method)) - set(cfg["profile"]) - {"adv_rebalance"}
+    fields = parse_method(method)
+    unknown = set(fields) - {f.name for f in dataclasses.fields(Profile)}
     if unknown:
-        raise SystemExit(f"--methods {method!r}: {', '.join(sorted(unknown))} is not a profile field")
-    cfg["profile"].update(parse_method(method))
+        raise SystemExit(f"--method {method!r}: {', '.join(sorted(unknown))} is not a profile field")
+    cfg["profile"].update(fields)
     (dst / "config.json").write_text(json.dumps(cfg, indent=2))
     metrics = json.loads((dst / "metrics.json").read_text())
     entry = metrics["students"][mode]

@@ -12,7 +12,7 @@ fine-tuned student's argmax picks each class on as many images as the distilled 
 on the same images (the run's val split), and the offsets are added to the classifier's
 bias. The model keeps its architecture and ONNX graph; attacks and evaluation see the
 offsets like any other weight. Pure arrays here; the stage feeds them
-(:func:`training.stages.train_student`).
+(:func:`training.stages.fine_tune`).
 """
 
 from __future__ import annotations

@@ -32,7 +32,8 @@ class RunConfig:
 #: command-line option -> the saved config's fields it sets (profile fields unless "modes"/"seed")
 RESUME_CHECKED: dict[str, tuple[str, ...]] = {
     "profile": ("name",), "teachers": ("teachers",), "soft_labels": ("soft_label_weight",),
-    "epochs": ("teacher_epochs", "student_epochs", "adv_epochs"), "adv_method": ("adv_method",), "adv_rebalance": ("adv_rebalance",),
+    "epochs": ("teacher_epochs", "student_epochs", "adv_epochs"), "adv_method": ("adv_method",),
+    "adv_rebalance": ("adv_rebalance",),
     "adv_eps": ("adv_eps",), "adv_steps": ("adv_steps",), "trades_beta": ("trades_beta",),
     "mode": ("modes",), "ablations": ("modes",), "seed": ("seed",),
     "robust_images": ("robust_max_images",), "apgd_steps": ("robust_apgd_steps",),
