@@ -61,6 +61,32 @@ def read_votes(path: Path) -> Votes:
                  np.array([r["usable"] == "1" for r in rows]), counts)
 
 
+def bench_parser(doc: str, dataset_help: str, out: Path) -> "argparse.ArgumentParser":
+    """The arguments every crowd benchmark takes: a dataset, the votes CSV and ``--out``."""
+    import argparse
+    ap = argparse.ArgumentParser(description=doc.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("dataset", help=dataset_help)
+    ap.add_argument("votes", type=Path, help="crowd votes CSV (see bench/crowd.py for its columns)")
+    ap.add_argument("--out", type=Path, default=out)
+    return ap
+
+
+def load_launched(name: str, need: tuple[str, ...]):
+    """A fercurate dataset whose signals are computed, or a one-line exit naming what to run:
+    what every crowd benchmark reads."""
+    import fercurate  # noqa: F401  (points FiftyOne at fercurate's database)
+    from fercurate import dataset as fdataset
+    from fercurate.errors import FercurateError
+    try:
+        ds = fdataset.load(name)
+    except FercurateError as e:
+        sys.exit(str(e))
+    for field in need:
+        if not ds.has_sample_field(field):
+            sys.exit(f"dataset '{ds.name}' has no field '{field}'; run 'fercurate launch {ds.name}' first")
+    return ds
+
+
 def ranking_metrics(wrong: np.ndarray, score: np.ndarray, ks: tuple[int, ...]) -> dict:
     """How well ``score`` (lower = more likely wrong) ranks the labels the crowd disputes."""
     order = np.argsort(score, kind="stable")

@@ -29,7 +29,6 @@ Writes ``bench/results/curation_quality.json``.
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import time
@@ -38,7 +37,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from crowd import read_votes, ranking_metrics, share  # noqa: E402
+from crowd import bench_parser, load_launched, read_votes, ranking_metrics, share  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 QUALITY_METHODS = ("self_confidence", "normalized_margin", "confidence_weighted_entropy")
@@ -100,26 +99,14 @@ def soft_label_quality(candidates: dict[str, np.ndarray], hard: np.ndarray, crow
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("dataset", help="fercurate dataset name (signals computed, fixes proposed)")
-    ap.add_argument("votes", type=Path, help="crowd votes CSV (see bench/crowd.py for its columns)")
-    ap.add_argument("--out", type=Path, default=RESULTS / "curation_quality.json")
+    ap = bench_parser(__doc__, "fercurate dataset name (signals computed, fixes proposed)", RESULTS / "curation_quality.json")
     args = ap.parse_args(argv)
 
     votes = read_votes(args.votes)
-    import fercurate  # noqa: F401  (points FiftyOne at fercurate's database)
     from cleanlab.rank import get_label_quality_scores
-    from fercurate import dataset as fdataset, fixes, policy, schema
-    from fercurate.errors import FercurateError
+    from fercurate import fixes, policy, schema
     from fercurate.signals import noise_model
-    try:
-        ds = fdataset.load(args.dataset)
-    except FercurateError as e:
-        sys.exit(str(e))
-    for need in (schema.OOF_PROBS, schema.LABEL_QUALITY, fixes.FIX_FIELDS[schema.RELABEL]):
-        if not ds.has_sample_field(need):
-            sys.exit(f"dataset '{ds.name}' has no field '{need}'; run 'fercurate launch {ds.name}' first")
+    ds = load_launched(args.dataset, (schema.OOF_PROBS, schema.LABEL_QUALITY, fixes.FIX_FIELDS[schema.RELABEL]))
     classes = list(ds.info[schema.INFO_CLASSES])
     keys, splits, given, probs, quality = ds.values(
         [schema.SOURCE_KEY, schema.SPLIT, f"{schema.GROUND_TRUTH}.label", schema.OOF_PROBS, schema.LABEL_QUALITY])

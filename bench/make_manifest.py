@@ -3,7 +3,9 @@
 train/ -> train, test/ -> test; val is, by default, FER2013's own PublicTest (the test/ files named
 ``PublicTest_*``, which is what `fercurate ingest` does and what the crowd votes cover), test the
 ``PrivateTest_*`` files. ``--val-fraction F`` instead carves a seeded stratified slice of train as val
-(for a tree without those names).
+(for a tree without those names). ``--test-all`` puts every test/ file in test (an eval manifest for a
+curated run: bench/training_seeds.py scores its PublicTest rows against the crowd, its PrivateTest rows
+against FER2013's labels).
 The labels are the folder names (curated = raw). ``--limit N`` keeps N images per class and split
 (quick experiments).
 
@@ -27,6 +29,9 @@ def main() -> None:
     p.add_argument("--val-fraction", type=float, help="carve val from train instead of using PublicTest_* files")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--limit", type=int)
+    p.add_argument("--test-all", action="store_true",
+                   help="every test/ image (PublicTest_* too) in the test split, no val: an --eval-manifest that "
+                        "scores a curated run on all of FER2013's val and test images with their raw labels")
     args = p.parse_args()
     classes = sorted(d.name for d in (args.root / "train").iterdir() if d.is_dir())
     rng = np.random.default_rng(args.seed)
@@ -34,8 +39,8 @@ def main() -> None:
     for top in ("train", "test"):
         for label in classes:
             files = sorted((args.root / top / label).iterdir())[: args.limit]
-            is_val = np.array([f.name.startswith("PublicTest_") for f in files]) if args.val_fraction is None \
-                else np.zeros(len(files), bool)
+            is_val = np.array([f.name.startswith("PublicTest_") for f in files]) \
+                if args.val_fraction is None and not args.test_all else np.zeros(len(files), bool)
             if top == "train" and args.val_fraction is not None:
                 is_val[rng.choice(len(files), round(args.val_fraction * len(files)), replace=False)] = True
             for f, v in zip(files, is_val):

@@ -57,6 +57,17 @@ def crowd_accuracy(predictions_csv: Path, crowd: dict[str, str]) -> dict | None:
     return {"accuracy": pct(hits / n) if n else None, "n_images": n}
 
 
+def prefix_accuracy(predictions_csv: Path, prefix: str) -> dict | None:
+    """Accuracy against the CSV's own labels on the images whose file name starts with ``prefix``
+    (FER2013: PrivateTest_ in an ``--eval-manifest`` made by ``make_manifest.py --test-all``)."""
+    if not predictions_csv.is_file():
+        return None
+    with open(predictions_csv, newline="") as f:
+        rows = [r for r in csv.DictReader(f) if Path(r["filepath"]).name.startswith(prefix)]
+    return {"accuracy": pct(sum(r["predicted"] == r["label"] for r in rows) / len(rows)) if rows else None,
+            "n_images": len(rows)}
+
+
 def student_row(s: dict, out: Path, mode: str, crowd: dict[str, str]) -> dict:
     d, a = s["distilled"], s.get("adversarial", {})
 
@@ -69,6 +80,13 @@ def student_row(s: dict, out: Path, mode: str, crowd: dict[str, str]) -> dict:
                 "test_recall": {c: pct(v) for c, v in r["test"]["curated"]["per_class_recall"].items()},
                 "val_acc": pct(r["val"]["curated"]["accuracy"]),
                 "val_acc_crowd": crowd_accuracy(out / "predictions" / f"{tag}-{mode}-val.csv", crowd),
+                # a curated run's val and test hold only the images curation kept; its --eval-manifest
+                # (make_manifest.py --test-all) scores every image, comparable with a raw run
+                **({"eval_manifest": {
+                    "val_acc_crowd": crowd_accuracy(out / "predictions" / f"{tag}-{mode}-eval-test.csv", crowd),
+                    "test_acc_raw_labels": prefix_accuracy(out / "predictions" / f"{tag}-{mode}-eval-test.csv",
+                                                           "PrivateTest_")}}
+                   if (out / "predictions" / f"{tag}-{mode}-eval-test.csv").is_file() else {}),
                 "robust": {k: rob[k] for k in ("n_images", "pgd", "apgd_ce", "apgd_t_dlr", "fgsm", "clean", "worst", "masking")
                            if k in rob}}
 

@@ -112,6 +112,9 @@ def test_smoke_run_end_to_end_interrupted_and_resumed(tmp_path, capsys):
     assert student["onnx"]["ort_latency_ms_batch1_1thread"] > 0 and "ONNX Runtime ms/img" in (out / "report.md").read_text()
     assert len(student["strength_history"]) == 1 and len(student["strength_history"][0]["strength"]) == 1
     assert "eval_manifest_test" in student
+    # the distilled state is scored on the eval manifest too (a curated run compares with a raw one)
+    assert (out / student["distilled"]["eval_manifest_test"]["predictions_csv"]).is_file()
+    assert student["distilled"]["eval_manifest_test"]["n_images"] == test["n_images"]
     assert len(metrics["resumes"]) == 1
 
     report = (out / "report.md").read_text()

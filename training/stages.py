@@ -176,6 +176,18 @@ def evaluate_student(ctx: Context, model: nn.Module, splits: dict[str, SplitData
     return result
 
 
+def evaluate_eval_manifest(ctx: Context, model: nn.Module, eval_test: SplitData, tag: str) -> dict:
+    """Metrics and per-image CSV of one student state on the --eval-manifest's test split: a
+    curated run scored on every image of another version (its drops included), so it compares
+    with a run on that version."""
+    probs = evaluate.predict_probs(model, eval_test, device=ctx.device, desc=f"{tag} eval-manifest test")
+    result = evaluate.split_metrics(probs, eval_test, ctx.classes)
+    csv_path = ctx.out / "predictions" / f"{tag}-eval-test.csv"
+    evaluate.write_predictions_csv(str(csv_path), probs, eval_test, ctx.classes)
+    result["predictions_csv"] = str(csv_path.relative_to(ctx.out))
+    return result
+
+
 def robust_subset(test: SplitData, max_images: int | None, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     """The test images (a seeded random subset when the profile caps them) for robust evaluation."""
     idx = np.arange(len(test))
@@ -209,6 +221,8 @@ def train_student(ctx: Context, mode: str, prof: Profile, splits: dict[str, Spli
     robust_images = robust_subset(splits["test"], prof.robust_max_images, ctx.seed)
     if ctx.main and "distilled" not in entry:     # kept by a run interrupted after this evaluation
         entry["distilled"] = evaluate_student(ctx, student, splits, prof, f"student-{mode}", robust_images)
+        if eval_test is not None:
+            entry["distilled"]["eval_manifest_test"] = evaluate_eval_manifest(ctx, student, eval_test, f"student-{mode}")
     barrier(ctx)
 
     rebalanced = fine_tune(ctx, mode, prof, student, splits, entry)
@@ -222,11 +236,7 @@ def train_student(ctx: Context, mode: str, prof: Profile, splits: dict[str, Spli
     if rebalanced is not None:
         entry["adversarial"]["rebalance"] = rebalanced
     if eval_test is not None:
-        probs = evaluate.predict_probs(student, eval_test, device=ctx.device, desc="eval-manifest test")
-        entry["eval_manifest_test"] = evaluate.split_metrics(probs, eval_test, ctx.classes)
-        csv_path = ctx.out / "predictions" / f"robust-{mode}-eval-test.csv"
-        evaluate.write_predictions_csv(str(csv_path), probs, eval_test, ctx.classes)
-        entry["eval_manifest_test"]["predictions_csv"] = str(csv_path.relative_to(ctx.out))
+        entry["eval_manifest_test"] = evaluate_eval_manifest(ctx, student, eval_test, f"robust-{mode}")
     cpu_student = unwrap(student).cpu().eval()
     entry["params"] = evaluate.count_parameters(cpu_student)
     entry["speed"] = evaluate.cpu_speed(cpu_student, iters=prof.speed_iters)

@@ -1,0 +1,76 @@
+"""bench/training_seeds.py scores a curated run on every val and test image through its eval manifest
+(bench/make_manifest.py --test-all), so it compares with a raw run."""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "bench"))
+import training_seeds as ts  # noqa: E402
+
+CLASSES = ("angry", "happy")
+
+
+def _tree(root: Path) -> None:
+    rng = np.random.default_rng(0)
+    for top, names in (("train", ("Training_1", "Training_2")), ("test", ("PublicTest_1", "PrivateTest_1", "PrivateTest_2"))):
+        for c in CLASSES:
+            (root / top / c).mkdir(parents=True)
+            for n in names:
+                Image.fromarray(rng.integers(0, 255, (48, 48), dtype=np.uint8)).save(root / top / c / f"{n}{c}.jpg")
+
+
+def _manifest(root: Path, *flags: str) -> tuple[dict, list[dict]]:
+    out = subprocess.run([sys.executable, str(ROOT / "bench" / "make_manifest.py"), str(root), *flags],
+                         capture_output=True, text=True, check=True).stdout.splitlines()
+    return json.loads(out[0]), [json.loads(line) for line in out[1:]]
+
+
+def test_test_all_puts_every_test_image_in_the_test_split(tmp_path):
+    _tree(tmp_path / "fer")
+    header, rows = _manifest(tmp_path / "fer")
+    assert header["split_counts"]["val"] == {"angry": 1, "happy": 1}
+    header, rows = _manifest(tmp_path / "fer", "--test-all")
+    assert header["split_counts"]["val"] == {"angry": 0, "happy": 0}
+    assert header["split_counts"]["test"] == {"angry": 3, "happy": 3}
+    assert {r["id"].split("_")[0] for r in rows if r["split"] == "test"} == {"PublicTest", "PrivateTest"}
+
+
+def _predictions(path: Path, rows: list[tuple[str, str, str]]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["filepath", "label", "original_label", "predicted"])
+        for fp, label, pred in rows:
+            w.writerow([fp, label, label, pred])
+
+
+def test_a_run_with_an_eval_manifest_is_scored_on_its_public_rows_vs_crowd_and_private_rows_vs_labels(tmp_path):
+    run = tmp_path / "run"
+    _predictions(run / "predictions" / "student-ce-eval-test.csv", [
+        ("/d/test/angry/PublicTest_1angry.jpg", "angry", "happy"),    # crowd says happy: right
+        ("/d/test/happy/PublicTest_1happy.jpg", "happy", "happy"),    # crowd says angry: wrong
+        ("/d/test/angry/PrivateTest_1angry.jpg", "angry", "angry"),
+        ("/d/test/happy/PrivateTest_1happy.jpg", "happy", "angry"),
+        ("/d/test/happy/PrivateTest_2happy.jpg", "happy", "happy"),
+    ])
+    _predictions(run / "predictions" / "student-ce-val.csv", [("/d/test/angry/PublicTest_1angry.jpg", "angry", "happy")])
+    crowd = {"test/angry/PublicTest_1angry.jpg": "happy", "test/happy/PublicTest_1happy.jpg": "angry"}
+    split = {"curated": {"accuracy": 0.5, "macro_f1": 0.5, "per_class_recall": {}}, "raw": {"accuracy": 0.5}}
+    state = {"test": split, "val": split, "robust": {"n_images": 0}}
+    row = ts.student_row({"distilled": state}, run, "ce", crowd)
+    ev = row["distilled"]["eval_manifest"]
+    assert ev["val_acc_crowd"] == {"accuracy": 50.0, "n_images": 2}
+    assert ev["test_acc_raw_labels"] == {"accuracy": round(100 * 2 / 3, 2), "n_images": 3}
+    assert row["distilled"]["val_acc_crowd"] == {"accuracy": 100.0, "n_images": 1}   # only the kept val image
+    # a run without an eval manifest has no such entry
+    (run / "predictions" / "student-ce-eval-test.csv").unlink()
+    assert "eval_manifest" not in ts.student_row({"distilled": state}, run, "ce", crowd)["distilled"]
