@@ -101,7 +101,8 @@ def summarize(out: Path, votes: Path | None) -> dict:
     m = json.loads((out / "metrics.json").read_text())
     crowd = crowd_labels(votes, sorted(m["manifest"]["split_counts"]["test"]))
     return {"run": str(out), "seed": m["seed"], "profile": m["profile"], "version": m["manifest"]["version"],
-            "content_hash": m["manifest"]["content_hash"], "wall_s": m.get("wall_s"),
+            "content_hash": m["manifest"]["content_hash"], "split_counts": m["manifest"].get("split_counts"),
+            "wall_s": m.get("wall_s"),
             "view_bank": m.get("view_bank"), "teachers_from": m.get("teachers_from"), "precision": m.get("precision"),
             "teachers": {n: {"params": t["params"], "epochs": t["epochs"], "train_seconds": t.get("train_seconds"),
                              "test_acc": pct(t["test"]["curated"]["accuracy"]),
@@ -168,7 +169,7 @@ def main() -> None:
         print("+", " ".join(cmd), file=sys.stderr, flush=True)
         subprocess.run(cmd, check=True)
     rows = [summarize(f, args.votes) for f in folders if (f / "metrics.json").is_file()]
-    result = {"command": " ".join(["python", "bench/training_seeds.py", *sys.argv[1:]]), "runs": rows,
+    result = {"command": shlex.join(["python", "bench/training_seeds.py", *sys.argv[1:]]), "runs": rows,
               "by_mode": aggregate(rows)}
     args.results.parent.mkdir(exist_ok=True)
     args.results.write_text(json.dumps(result, indent=1) + "\n")
