@@ -99,5 +99,11 @@ def ranking_metrics(wrong: np.ndarray, score: np.ndarray, ks: tuple[int, ...]) -
     return out
 
 
+def most_trusted(score: np.ndarray, kept_share: float) -> np.ndarray:
+    """Indices of the ``kept_share`` highest scores (ties: first in order): what a curator keeps
+    when dropping the rest."""
+    return np.argsort(-score, kind="stable")[:round(kept_share * len(score))]
+
+
 def share(x: np.ndarray) -> float | None:
     return round(float(np.mean(x)), 4) if len(x) else None

@@ -39,7 +39,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from crowd import bench_parser, load_launched, ranking_metrics, read_votes, share  # noqa: E402
+from crowd import bench_parser, load_launched, most_trusted, ranking_metrics, read_votes, share  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 KEPT_SHARES = (0.75, 0.8)
@@ -58,15 +58,14 @@ def oracle_noise(given: np.ndarray, truth: np.ndarray, num_classes: int) -> np.n
 
 def kept_accuracy(confidence: np.ndarray, right: np.ndarray, kept_share: float) -> float:
     """Accuracy of the ``kept_share`` most confident items (ties: first in order)."""
-    keep = np.argsort(-confidence, kind="stable")[:round(kept_share * len(confidence))]
-    return round(float(right[keep].mean()), 4)
+    return round(float(right[most_trusted(confidence, kept_share)].mean()), 4)
 
 
 def best_policy(post: np.ndarray, given: np.ndarray, truth: np.ndarray, kept_share: float) -> dict:
     """Keep the ``kept_share`` images whose posterior argmax is most certain, each with that
     argmax as its label: the best curation the posterior allows at that share."""
     label, confidence = post.argmax(axis=1), post.max(axis=1)
-    keep = np.argsort(-confidence, kind="stable")[:round(kept_share * len(post))]
+    keep = most_trusted(confidence, kept_share)
     changed = label[keep] != given[keep]
     return {"accuracy_vs_crowd_kept": round(float((label[keep] == truth[keep]).mean()), 4),
             "relabelled": int(changed.sum()),

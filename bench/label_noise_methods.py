@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from crowd import ranking_metrics, read_votes, share  # noqa: E402
+from crowd import most_trusted, ranking_metrics, read_votes, share  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 KEPT_SHARES = (0.9, 0.8, 0.75, 0.7, 0.65)
@@ -115,8 +115,7 @@ def evaluate(probs: np.ndarray, labels: np.ndarray, classes: list[str], rows: np
     raw_right = ~wrong[m]
     by_share = {}
     for s in KEPT_SHARES:
-        keep = np.argsort(-q, kind="stable")[:round(s * len(q))]
-        by_share[f"{s:g}"] = share(raw_right[keep])
+        by_share[f"{s:g}"] = share(raw_right[most_trusted(q, s)])
     return {
         "ranking": ranking,
         "ranking_untempered": {k: untempered[k] for k in ("auroc", "average_precision", "precision@250")},

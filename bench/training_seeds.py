@@ -75,6 +75,7 @@ def student_row(s: dict, out: Path, mode: str, crowd: dict[str, str]) -> dict:
         if not r:
             return {}
         rob = r["robust"]
+        eval_csv = out / "predictions" / f"{tag}-{mode}-eval-test.csv"
         return {"test_acc": pct(r["test"]["curated"]["accuracy"]), "test_acc_raw_labels": pct(r["test"]["raw"]["accuracy"]),
                 "test_macro_f1": pct(r["test"]["curated"]["macro_f1"]),
                 "test_recall": {c: pct(v) for c, v in r["test"]["curated"]["per_class_recall"].items()},
@@ -82,11 +83,9 @@ def student_row(s: dict, out: Path, mode: str, crowd: dict[str, str]) -> dict:
                 "val_acc_crowd": crowd_accuracy(out / "predictions" / f"{tag}-{mode}-val.csv", crowd),
                 # a curated run's val and test hold only the images curation kept; its --eval-manifest
                 # (make_manifest.py --test-all) scores every image, comparable with a raw run
-                **({"eval_manifest": {
-                    "val_acc_crowd": crowd_accuracy(out / "predictions" / f"{tag}-{mode}-eval-test.csv", crowd),
-                    "test_acc_raw_labels": prefix_accuracy(out / "predictions" / f"{tag}-{mode}-eval-test.csv",
-                                                           "PrivateTest_")}}
-                   if (out / "predictions" / f"{tag}-{mode}-eval-test.csv").is_file() else {}),
+                **({"eval_manifest": {"val_acc_crowd": crowd_accuracy(eval_csv, crowd),
+                                      "test_acc_raw_labels": prefix_accuracy(eval_csv, "PrivateTest_")}}
+                   if eval_csv.is_file() else {}),
                 "robust": {k: rob[k] for k in ("n_images", "pgd", "apgd_ce", "apgd_t_dlr", "fgsm", "clean", "worst", "masking")
                            if k in rob}}
 
