@@ -22,7 +22,7 @@ import torch.nn.functional as F
 
 from training.models import create_model
 from training.profiles import get_profile
-from training.runtime import bf16_native
+from training.runtime import bf16_native, describe_machine
 
 RESULTS = Path(__file__).parent / "results" / "step_precision.json"
 
@@ -66,7 +66,7 @@ def main() -> None:
         print(json.dumps(rows[-1]), flush=True)
     result = {"command": "python " + " ".join(shlex.quote(a) for a in sys.argv), "profile": prof.name,
               "batch_size": prof.batch_size, "threads": args.threads, "bf16_native": bf16_native(torch.device("cpu")),
-              "steps": rows}
+              "machine": describe_machine(torch.device("cpu")), "steps": rows}
     args.results.parent.mkdir(parents=True, exist_ok=True)
     args.results.write_text(json.dumps(result, indent=1) + "\n")
 

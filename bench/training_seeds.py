@@ -103,6 +103,7 @@ def summarize(out: Path, votes: Path | None) -> dict:
             "content_hash": m["manifest"]["content_hash"], "split_counts": m["manifest"].get("split_counts"),
             "wall_s": m.get("wall_s"),
             "view_bank": m.get("view_bank"), "teachers_from": m.get("teachers_from"), "precision": m.get("precision"),
+            "machines": m.get("machines"),
             "teachers": {n: {"params": t["params"], "epochs": t["epochs"], "train_seconds": t.get("train_seconds"),
                              "test_acc": pct(t["test"]["curated"]["accuracy"]),
                              "test_macro_f1": pct(t["test"]["curated"]["macro_f1"]),

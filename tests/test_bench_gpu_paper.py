@@ -47,3 +47,21 @@ def test_gpu_paper_script_trains_the_paper_profile_and_writes_its_json(tmp_path)
     report = (tmp_path / "out" / "runs" / "raw-paper-s0" / "report.md").read_text()
     assert "| vit_tiny_patch8 | " in report and (tmp_path / "out" / "runs" / "raw-paper-s0" / "student-eadd.onnx").is_file()
     assert "training_seeds.py" in result["command"]
+
+
+@pytest.mark.skipif(shutil.which("timeout") is None, reason="needs coreutils' timeout")
+def test_gpu_script_runs_the_ablation_table_with_seeds_on_the_first_seeds_teachers(tmp_path):
+    _fer_tree(tmp_path / "fer2013")
+    env = {**os.environ, "GPU_PAPER_DEVICE": "cpu", "GPU_PAPER_PROFILE": "smoke", "GPU_PAPER_MODES": "ce,kd",
+           "GPU_PAPER_SEEDS": "0,1", "GPU_PAPER_EPOCHS": "1,1,0", "GPU_PAPER_RESULTS": str(tmp_path / "seeds.json"),
+           "GPU_PAPER_OVERRIDES": "--threads 1 --robust-images 4 --apgd-steps 0",
+           "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    proc = subprocess.run(["bash", str(ROOT / "bench" / "gpu_paper.sh"), str(tmp_path / "fer2013"), str(tmp_path / "out")],
+                          env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    result = json.loads((tmp_path / "seeds.json").read_text())
+    assert [r["seed"] for r in result["runs"]] == [0, 1] and {r["profile"] for r in result["runs"]} == {"smoke"}
+    first, second = result["runs"]
+    assert first["teachers_from"] is None
+    assert second["teachers_from"]["run"] == first["run"]                # seed 1 varies the students only
+    assert result["by_mode"]["kd"]["distilled_test_acc"]["n"] == 2 and set(result["by_mode"]) == {"ce", "kd"}

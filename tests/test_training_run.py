@@ -116,6 +116,9 @@ def test_smoke_run_end_to_end_interrupted_and_resumed(tmp_path, capsys):
     assert (out / student["distilled"]["eval_manifest_test"]["predictions_csv"]).is_file()
     assert student["distilled"]["eval_manifest_test"]["n_images"] == test["n_images"]
     assert len(metrics["resumes"]) == 1
+    # the wall times say what they were measured on (one entry: both processes ran on this host)
+    (machine,) = metrics["machines"]
+    assert machine["cpu"] and machine["bf16_native"] == bf16_native(torch.device("cpu"))
 
     report = (out / "report.md").read_text()
     assert "curated" in report and "raw" in report and "eadd" in report and (out / "plots" / "losses.png").is_file()

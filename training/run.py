@@ -47,8 +47,8 @@ from training.data import load_manifest_splits, load_split
 from training.errors import TrainingError
 from training.manifest import Manifest
 from training.run_folder import RunConfig, adopt_teachers, prepare_run_folder
-from training.runtime import (Context, RunInterrupted, barrier, init_distributed, resolve_device,
-                              resolve_precision, set_determinism, write_json)
+from training.runtime import (Context, RunInterrupted, barrier, describe_machine, init_distributed,
+                              resolve_device, resolve_precision, set_determinism, write_json)
 from training.stages import (build_teachers, evaluate_teachers, student_inputs, teacher_probs, train_student,
                              train_teachers)
 
@@ -102,6 +102,8 @@ def run_pipeline(cfg: RunConfig, manifest: Manifest | None, eval_manifest: Manif
     metrics.setdefault("teachers", {})
     metrics.setdefault("students", {})
     metrics.setdefault("resumes", [])
+    machine = describe_machine(device)
+    metrics["machines"] = [m for m in metrics.get("machines", []) if m != machine] + [machine]   # one per resume host
     metrics["wall_s_before"] = metrics.get("wall_s", 0.0) if resume else 0.0
     if resume:
         metrics["resumes"].append(datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"))
