@@ -6,9 +6,10 @@ Records its wall time and peak RSS, and each signal's own compute time from the 
 ``--mode per-signal``: ingest, then each signal in run order in its own
 ``fercurate compute DATASET SIGNAL`` process (wall time and peak RSS of each; every process
 also pays start-up and refreshing the proposed fixes). Targets: the launch <= 15 min on
-this 2-core machine, duplicates <= 1 min. Prints JSON and saves bench/results/signals.json.
+this 2-core machine, duplicates <= 1 min. Prints JSON and saves bench/results/signals.json
+(``--results`` elsewhere), with the machine it ran on.
 
-    python bench/signals.py [--source ../shared/data/fer2013] [--home DIR] [--mode launch|per-signal]
+    python bench/signals.py [--source ../shared/data/fer2013] [--home DIR] [--mode launch|per-signal] [--results F]
 """
 
 from __future__ import annotations
@@ -21,6 +22,10 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+import torch
+
+from training.runtime import describe_machine
 
 REPO = Path(__file__).resolve().parent.parent
 PEAK = ("import resource,runpy,sys; sys.argv=['fercurate']+sys.argv[1:]; "
@@ -51,6 +56,8 @@ def main() -> None:
     p.add_argument("--home", help="FERCURATE_HOME to use (default: a fresh temporary one)")
     p.add_argument("--signals", nargs="*", help="per-signal mode: signals to time (default: all, in run order)")
     p.add_argument("--mode", choices=("launch", "per-signal"), default="launch")
+    p.add_argument("--results", type=Path, default=REPO / "bench" / "results" / "signals.json",
+                   help="where to write the JSON (default bench/results/signals.json)")
     args = p.parse_args()
     home = args.home or tempfile.mkdtemp(prefix="fercurate-bench-signals-")
     env = {**os.environ, "FERCURATE_HOME": home, "HF_HUB_OFFLINE": "1", "TQDM_DISABLE": "1"}
@@ -71,14 +78,15 @@ def main() -> None:
                                         text=True, check=True).stdout)
     out = {"mode": args.mode, "command": "python bench/signals.py " + " ".join(sys.argv[1:]),
            "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+           "machine": describe_machine(torch.device("cpu")),   # label_issues trains in bf16 only where native
            "source": str(args.source), "home": home, "per_process": results,
            "total_s": round(sum(v["seconds"] for v in results.values()), 1),
            "signal_seconds": {n: r["seconds"] for n, r in records.items()},
            "targets": {"launch_s": 900, "duplicates_s": 60},
            "summaries": {n: r["summary"] for n, r in records.items()}}
     print(json.dumps({k: v for k, v in out.items() if k != "summaries"}, indent=2))
-    (REPO / "bench" / "results").mkdir(exist_ok=True)
-    (REPO / "bench" / "results" / "signals.json").write_text(json.dumps(out, indent=2, default=str))
+    args.results.parent.mkdir(parents=True, exist_ok=True)
+    args.results.write_text(json.dumps(out, indent=2, default=str))
 
 
 if __name__ == "__main__":
