@@ -22,7 +22,7 @@ import torch.nn.functional as F
 
 from training.models import create_model
 from training.profiles import get_profile
-from training.runtime import bf16_native, describe_machine
+from training.runtime import describe_machine
 
 RESULTS = Path(__file__).parent / "results" / "step_precision.json"
 
@@ -65,7 +65,7 @@ def main() -> None:
                      "speedup": round(fp32 / bf16, 2)})
         print(json.dumps(rows[-1]), flush=True)
     result = {"command": "python " + " ".join(shlex.quote(a) for a in sys.argv), "profile": prof.name,
-              "batch_size": prof.batch_size, "threads": args.threads, "bf16_native": bf16_native(torch.device("cpu")),
+              "batch_size": prof.batch_size, "threads": args.threads,
               "machine": describe_machine(torch.device("cpu")), "steps": rows}
     args.results.parent.mkdir(parents=True, exist_ok=True)
     args.results.write_text(json.dumps(result, indent=1) + "\n")
