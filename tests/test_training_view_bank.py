@@ -98,6 +98,36 @@ def test_a_run_trains_students_on_the_bank_and_reuses_the_cache_on_resume(tmp_pa
     assert calls == [1]
 
 
+def test_another_mode_on_the_same_teachers_and_seed_reuses_their_logits_and_another_seed_does_not(tmp_path,
+                                                                                                   monkeypatch):
+    """--teachers-from copies the source's teacher-logits.pt; the cache key decides whether it fits:
+    kd after eadd on seed 0 runs no teacher over the bank, seed 1 (other augmented views) does."""
+    from training import stages
+    from training.run import RunConfig, run_pipeline
+
+    prof = with_overrides(get_profile("smoke"), teachers=("vgg48",), distill_views=3, robust_eps=(4,),
+                          robust_pgd_restarts=1, robust_apgd_steps=0)
+    m = read_manifest(manifest_lines(tmp_path / "img", per_class=4), "m.jsonl")
+    a = tmp_path / "a"
+    run_pipeline(RunConfig(out=str(a), profile=prof, device="cpu", modes=("eadd",)), m)
+    real = stages.teacher_logits
+    calls = []
+    monkeypatch.setattr(stages, "teacher_logits", lambda *args, **kw: calls.append(1) or real(*args, **kw))
+
+    same = run_pipeline(RunConfig(out=str(tmp_path / "b"), profile=prof, device="cpu", modes=("kd",),
+                                  teachers_from=str(a)), m)
+    assert calls == [] and "onnx" in same["students"]["kd"]
+    assert any("teacher-logits.pt already" in line for line in same["log"])
+    assert torch.equal(torch.load(tmp_path / "b" / "checkpoints" / "teacher-logits.pt", weights_only=False)["logits"],
+                       torch.load(a / "checkpoints" / "teacher-logits.pt", weights_only=False)["logits"])
+
+    other = run_pipeline(RunConfig(out=str(tmp_path / "c"), profile=prof, device="cpu", modes=("kd",), seed=1,
+                                   teachers_from=str(a)), m)
+    assert calls == [1] and not any("teacher-logits.pt already" in line for line in other["log"])
+    key = torch.load(tmp_path / "c" / "checkpoints" / "teacher-logits.pt", weights_only=False)["key"]
+    assert key["seed"] == 1   # recomputed for seed 1's views, replacing the copied seed-0 file
+
+
 def test_eadd_re_estimates_the_strengths_every_epoch_and_they_move_the_teacher_weights(tmp_path):
     from training.run import RunConfig, run_pipeline
 

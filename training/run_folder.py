@@ -136,4 +136,10 @@ def adopt_teachers(source: Path, out: Path, manifest: Manifest, names: list[str]
             raise TrainingError(f"--teachers-from {source}: teacher {name} is not trained there (no finished "
                                 f"{src.name}); finish that run (training --resume --out {source}) or drop the option")
         shutil.copyfile(src, dst)
+    # the teachers' logits on the view bank too: training.stages.student_inputs uses them only when
+    # their key (teachers, views, seed, precision, train split) matches this run, e.g. another
+    # --mode of the same seed, which then skips recomputing the bank (15 min of a cpu run)
+    logits, logits_dst = source / "checkpoints" / "teacher-logits.pt", out / "checkpoints" / "teacher-logits.pt"
+    if logits.is_file() and not logits_dst.is_file():
+        shutil.copyfile(logits, logits_dst)
     return {"run": str(source), "seed": saved["seed"]}

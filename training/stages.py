@@ -93,6 +93,7 @@ def student_inputs(ctx: Context, prof: Profile, train: SplitData, teachers: dict
     if path.is_file():
         saved = torch.load(path, weights_only=False)
         if saved.get("key") == key:
+            ctx.say(f"view bank: the teachers' logits on its {bank.n_views} views are in {path.name} already")
             return bank, saved["logits"]
     logits = teacher_logits(teachers, bank, ctx.device, bf16=ctx.bf16)
     if ctx.main:
