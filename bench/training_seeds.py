@@ -8,6 +8,10 @@ and, per mode, the mean and standard deviation over seeds:
     python bench/training_seeds.py --manifest raw.jsonl --modes eadd --seeds 0 --profile cpu --threads 2 \\
         --votes ../shared/data/ferplus-val/votes.csv --out runs/seeds --results bench/results/training_cpu.json
 
+Runs made by other commands on the same manifest (another mode against the same teachers,
+``training --teachers-from``) join the table with ``--add-run RUN``; runs of two manifests are
+never pooled.
+
 Accuracy is on the manifest's test split against its labels (FER2013's own for ``raw``,
 which are noisy: read them beside the crowd figure) and, with ``--votes``, on val against
 the crowd plurality (val chose no checkpoint: the runs train fixed epochs). Wall times are
@@ -113,22 +117,60 @@ def summarize(out: Path, votes: Path | None) -> dict:
                          if "onnx" in s}}
 
 
+#: by_mode metric -> where it sits in a student row; the eval_manifest ones score a curated run on
+#: every val face (vs the crowd) and every PrivateTest face (vs FER2013's labels), like a raw run
+METRICS = {"distilled_test_acc": ("distilled", "test_acc"),
+           "distilled_val_acc_crowd": ("distilled", "val_acc_crowd"),
+           "distilled_test_macro_f1": ("distilled", "test_macro_f1"),
+           "distilled_all_val_acc_crowd": ("distilled", "eval_manifest", "val_acc_crowd"),
+           "distilled_privatetest_acc_raw_labels": ("distilled", "eval_manifest", "test_acc_raw_labels"),
+           "adversarial_test_acc": ("adversarial", "test_acc"),
+           "adversarial_all_val_acc_crowd": ("adversarial", "eval_manifest", "val_acc_crowd"),
+           "adversarial_privatetest_acc_raw_labels": ("adversarial", "eval_manifest", "test_acc_raw_labels")}
+
+
+def _lookup(student: dict, path: tuple[str, ...]) -> float | None:
+    v = student
+    for key in path:
+        v = v.get(key) if isinstance(v, dict) else None
+    return v["accuracy"] if isinstance(v, dict) else v
+
+
 def aggregate(rows: list[dict]) -> dict:
-    """mode -> {metric: {mean, std, n}} over the runs (seeds) that finished it."""
-    keys = {"distilled_test_acc": ("distilled", "test_acc"), "distilled_val_acc_crowd": ("distilled", "val_acc_crowd"),
-            "adversarial_test_acc": ("adversarial", "test_acc"), "distilled_test_macro_f1": ("distilled", "test_macro_f1")}
+    """mode -> {metric: {mean, std, n, seeds}} over the runs (seeds) that finished it."""
     out: dict = {}
     for mode in sorted({m for r in rows for m in r["students"]}):
         entry = {}
-        for name, (state, key) in keys.items():
-            vals = [r["students"][mode][state].get(key) for r in rows if mode in r["students"]]
-            vals = [v["accuracy"] if isinstance(v, dict) else v for v in vals]
-            vals = [v for v in vals if v is not None]
+        for name, path in METRICS.items():
+            pairs = [(r["seed"], _lookup(r["students"][mode], path)) for r in rows if mode in r["students"]]
+            pairs = [(seed, v) for seed, v in pairs if v is not None]
+            vals = [v for _, v in pairs]
             if vals:
                 entry[name] = {"mean": round(statistics.mean(vals), 2),
-                               "std": round(statistics.stdev(vals), 2) if len(vals) > 1 else None, "n": len(vals)}
+                               "std": round(statistics.stdev(vals), 2) if len(vals) > 1 else None, "n": len(vals),
+                               "seeds": [seed for seed, _ in pairs]}
         out[mode] = entry
     return out
+
+
+def check_same_manifest(rows: list[dict]) -> None:
+    """Seeds are pooled per mode only over runs of one manifest: mixing raw and curated would
+    average two different experiments."""
+    hashes = {r["content_hash"] for r in rows}
+    if len(hashes) > 1:
+        runs = ", ".join(f"{r['run']} ({str(r['content_hash'])[:19]}…)" for r in rows)
+        raise SystemExit(f"training_seeds: the runs were trained on different manifests: {runs}; "
+                         "summarize each manifest's runs into its own --results")
+
+
+def format_table(by_mode: dict) -> str:
+    """One line per mode and metric: mean ± std (n seeds), for the terminal."""
+    lines = []
+    for mode, entry in by_mode.items():
+        for name, v in entry.items():
+            spread = f" ± {v['std']:.2f}" if v["std"] is not None else ""
+            lines.append(f"{mode:5s} {name:42s} {v['mean']:6.2f}{spread} (n={v['n']})")
+    return "\n".join(lines)
 
 
 def main() -> None:
@@ -147,6 +189,9 @@ def main() -> None:
     p.add_argument("--out", type=Path, default=Path("runs/seeds"))
     p.add_argument("--results", type=Path, default=RESULTS)
     p.add_argument("--summarize-only", action="store_true")
+    p.add_argument("--add-run", type=Path, action="append", default=[], metavar="RUN",
+                   help="also summarize this finished run folder (e.g. another mode's run on the same "
+                        "manifest and teachers, made by another command); repeatable")
     args = p.parse_args()
     version = json.loads(args.manifest.open().readline()).get("version", "manifest")
     folders = []
@@ -168,12 +213,17 @@ def main() -> None:
                 cmd += ["--teachers-from", str(folders[0])]
         print("+", " ".join(cmd), file=sys.stderr, flush=True)
         subprocess.run(cmd, check=True)
-    rows = [summarize(f, args.votes) for f in folders if (f / "metrics.json").is_file()]
+    for extra in args.add_run:
+        if not (extra / "metrics.json").is_file():
+            raise SystemExit(f"training_seeds: --add-run {extra}: no metrics.json there; give the --out of a "
+                             "finished training run")
+    rows = [summarize(f, args.votes) for f in [*folders, *args.add_run] if (f / "metrics.json").is_file()]
+    check_same_manifest(rows)
     result = {"command": shlex.join(["python", "bench/training_seeds.py", *sys.argv[1:]]), "runs": rows,
               "by_mode": aggregate(rows)}
     args.results.parent.mkdir(exist_ok=True)
     args.results.write_text(json.dumps(result, indent=1) + "\n")
-    print(json.dumps(result["by_mode"], indent=1))
+    print(format_table(result["by_mode"]))
 
 
 if __name__ == "__main__":

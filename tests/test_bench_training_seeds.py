@@ -74,3 +74,30 @@ def test_a_run_with_an_eval_manifest_is_scored_on_its_public_rows_vs_crowd_and_p
     # a run without an eval manifest has no such entry
     (run / "predictions" / "student-ce-eval-test.csv").unlink()
     assert "eval_manifest" not in ts.student_row({"distilled": state}, run, "ce", crowd)["distilled"]
+
+
+def _row(seed: int, mode: str, all_val_crowd: float, content_hash: str = "sha256:a") -> dict:
+    """A summarized run as summarize() writes it, with the figures aggregate() reads."""
+    state = {"test_acc": 80.0 + seed, "val_acc_crowd": {"accuracy": 90.0, "n_images": 2},
+             "eval_manifest": {"val_acc_crowd": {"accuracy": all_val_crowd, "n_images": 3372},
+                               "test_acc_raw_labels": {"accuracy": 60.0 + seed, "n_images": 3589}}}
+    return {"run": f"runs/{mode}-s{seed}", "seed": seed, "content_hash": content_hash,
+            "students": {mode: {"distilled": state, "adversarial": {}}}}
+
+
+def test_runs_of_several_commands_pool_per_mode_over_seeds_on_every_face_and_never_across_manifests():
+    rows = [_row(0, "ce", 71.0), _row(1, "ce", 73.0), _row(0, "eadd", 74.0)]
+    by_mode = ts.aggregate(rows)
+    ce = by_mode["ce"]
+    assert ce["distilled_all_val_acc_crowd"] == {"mean": 72.0, "std": 1.41, "n": 2, "seeds": [0, 1]}
+    assert ce["distilled_privatetest_acc_raw_labels"]["mean"] == 60.5
+    assert ce["distilled_val_acc_crowd"]["mean"] == 90.0           # the kept val images only
+    assert by_mode["eadd"]["distilled_all_val_acc_crowd"] == {"mean": 74.0, "std": None, "n": 1, "seeds": [0]}
+    assert "adversarial_test_acc" not in ce                          # no fine-tuned student: no figure
+    ts.check_same_manifest(rows)
+    try:
+        ts.check_same_manifest(rows + [_row(2, "ce", 60.0, content_hash="sha256:b")])
+    except SystemExit as e:
+        assert "different manifests" in str(e) and "runs/ce-s2" in str(e) and "\n" not in str(e)
+    else:
+        raise AssertionError("runs of two manifests were pooled")
