@@ -24,7 +24,8 @@ examples:
 
 stages: validate manifest -> train teachers -> measure teacher strength per emotion on val
         -> distill the student (--mode) -> adversarial fine-tuning (PGD) -> evaluate, export ONNX, report.md
-profiles: smoke (seconds, tests); cpu (full FER2013 on 2 cores: one --mode ~30 min, --ablations ~75 min);
+profiles: smoke (seconds, tests); cpu (full FER2013 on 2 cores with native bf16 (AMX): one --mode ~1 h,
+          --ablations ~2 h; about 3x that in fp32, e.g. on AVX2-only CPUs);
           paper (full schedule, for GPUs). Under torchrun pass --manifest (stdin is not shared by the ranks).
 exit codes: 0 done, 2 bad input (one-line message), 3 interrupted: --stop-after-steps, Ctrl-C or SIGTERM
             write a checkpoint first (resume with --resume --out DIR)
