@@ -153,14 +153,22 @@ def aggregate(rows: list[dict]) -> dict:
     return out
 
 
-def check_same_manifest(rows: list[dict]) -> None:
-    """Seeds are pooled per mode only over runs of one manifest: mixing raw and curated would
-    average two different experiments."""
+def check_poolable(rows: list[dict]) -> None:
+    """Seeds are pooled per mode only over runs of one manifest (mixing raw and curated would
+    average two different experiments), and each (mode, seed) once (a run given twice would
+    count twice and shrink the spread)."""
     hashes = {r["content_hash"] for r in rows}
     if len(hashes) > 1:
         runs = ", ".join(f"{r['run']} ({str(r['content_hash'])[:19]}…)" for r in rows)
         raise SystemExit(f"training_seeds: the runs were trained on different manifests: {runs}; "
                          "summarize each manifest's runs into its own --results")
+    seen: dict[tuple[str, int], str] = {}
+    for r in rows:
+        for mode in r["students"]:
+            if (mode, r["seed"]) in seen:
+                raise SystemExit(f"training_seeds: {r['run']} and {seen[mode, r['seed']]} both hold a {mode} student "
+                                 f"of seed {r['seed']}; give each run once")
+            seen[mode, r["seed"]] = r["run"]
 
 
 def format_table(by_mode: dict) -> str:
@@ -218,7 +226,7 @@ def main() -> None:
             raise SystemExit(f"training_seeds: --add-run {extra}: no metrics.json there; give the --out of a "
                              "finished training run")
     rows = [summarize(f, args.votes) for f in [*folders, *args.add_run] if (f / "metrics.json").is_file()]
-    check_same_manifest(rows)
+    check_poolable(rows)
     result = {"command": shlex.join(["python", "bench/training_seeds.py", *sys.argv[1:]]), "runs": rows,
               "by_mode": aggregate(rows)}
     args.results.parent.mkdir(exist_ok=True)

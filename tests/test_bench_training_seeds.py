@@ -94,10 +94,17 @@ def test_runs_of_several_commands_pool_per_mode_over_seeds_on_every_face_and_nev
     assert ce["distilled_val_acc_crowd"]["mean"] == 90.0           # the kept val images only
     assert by_mode["eadd"]["distilled_all_val_acc_crowd"] == {"mean": 74.0, "std": None, "n": 1, "seeds": [0]}
     assert "adversarial_test_acc" not in ce                          # no fine-tuned student: no figure
-    ts.check_same_manifest(rows)
+    ts.check_poolable(rows)
     try:
-        ts.check_same_manifest(rows + [_row(2, "ce", 60.0, content_hash="sha256:b")])
+        ts.check_poolable(rows + [_row(2, "ce", 60.0, content_hash="sha256:b")])
     except SystemExit as e:
         assert "different manifests" in str(e) and "runs/ce-s2" in str(e) and "\n" not in str(e)
     else:
         raise AssertionError("runs of two manifests were pooled")
+    twice = rows + [{**_row(1, "ce", 73.0), "run": "elsewhere/ce-s1"}]
+    try:
+        ts.check_poolable(twice)
+    except SystemExit as e:
+        assert "seed 1" in str(e) and "elsewhere/ce-s1" in str(e) and "\n" not in str(e)
+    else:
+        raise AssertionError("one seed's student was counted twice")
