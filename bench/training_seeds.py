@@ -220,7 +220,11 @@ def main() -> None:
             if args.same_teachers and len(folders) > 1:
                 cmd += ["--teachers-from", str(folders[0])]
         print("+", " ".join(cmd), file=sys.stderr, flush=True)
-        subprocess.run(cmd, check=True)
+        code = subprocess.run(cmd).returncode
+        if code:
+            then = (f"{out} keeps its checkpoints: run this command again to resume it"
+                    if (out / "config.json").is_file() else "it trained nothing: mend the error above and run again")
+            raise SystemExit(f"training_seeds: training seed {seed} stopped (exit status {code}); {then}")
     for extra in args.add_run:
         if not (extra / "metrics.json").is_file():
             raise SystemExit(f"training_seeds: --add-run {extra}: no metrics.json there; give the --out of a "

@@ -108,3 +108,30 @@ def test_runs_of_several_commands_pool_per_mode_over_seeds_on_every_face_and_nev
         assert "seed 1" in str(e) and "elsewhere/ce-s1" in str(e) and "\n" not in str(e)
     else:
         raise AssertionError("one seed's student was counted twice")
+
+
+def test_a_training_run_that_stops_is_one_line_that_says_how_to_resume_not_a_traceback(tmp_path):
+    _tree(tmp_path / "fer")
+    header, rows = _manifest(tmp_path / "fer")
+    manifest = tmp_path / "m.jsonl"
+    manifest.write_text("\n".join(json.dumps(r) for r in [header, *rows]) + "\n")
+    # an option training refuses makes the child exit with status 2 before it trains anything
+    proc = subprocess.run([sys.executable, str(ROOT / "bench" / "training_seeds.py"), "--manifest", str(manifest),
+                           "--modes", "ce", "--seeds", "3", "--out", str(tmp_path / "runs"),
+                           "--training-args", "--epochs not-a-number"],
+                          capture_output=True, text=True, cwd=ROOT)
+    assert proc.returncode == 1
+    assert "Traceback" not in proc.stderr
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("training_seeds: training seed 3 stopped (exit status 2);")
+    assert last.endswith("it trained nothing: mend the error above and run again")
+    # a run that had started (its config is written) resumes
+    started = tmp_path / "runs" / f"{header.get('version', 'manifest')}-cpu-s3"
+    started.mkdir(parents=True)
+    (started / "config.json").write_text("{}")
+    proc = subprocess.run([sys.executable, str(ROOT / "bench" / "training_seeds.py"), "--manifest", str(manifest),
+                           "--modes", "ce", "--seeds", "3", "--out", str(tmp_path / "runs")],
+                          capture_output=True, text=True, cwd=ROOT)
+    last = proc.stderr.strip().splitlines()[-1]
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert last.endswith(f"{started} keeps its checkpoints: run this command again to resume it")

@@ -379,3 +379,33 @@ def test_anchored_fine_tuning_anchors_to_the_distilled_student_also_across_a_res
     assert adversarial["split"]["settings"]["method"] == "anchored"
     # the class offsets are refitted from the same checkpoint after the resume: the same model
     assert adversarial["split"]["rebalance"] == adversarial["whole"]["rebalance"]
+
+
+def test_a_mangled_run_folder_is_one_line_naming_the_file_on_resume_and_teachers_from(tmp_path, capsys):
+    """A run folder half-copied or hand-edited must end in one line that names the file, never in a
+    KeyError or JSONDecodeError traceback."""
+    manifest = write_manifest(tmp_path / "tiny.jsonl", manifest_lines(tmp_path / "img", per_class=2))
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "manifest.jsonl").write_text(manifest.read_text())
+    (run / "manifest_header.json").write_text(manifest.read_text().splitlines()[0])
+    cases = [("{not json", "config.json is not readable JSON"),
+             ("[1, 2]", "config.json holds no JSON object"),
+             ("{}", "config.json lacks profile, modes, seed"),
+             (json.dumps({"profile": {"name": "smoke", "teachers": [], "robust_eps": []}, "modes": ["ce"], "seed": 0}),
+              "does not fit this version of training")]
+    for text, expected in cases:
+        (run / "config.json").write_text(text)
+        assert cli.main(["--resume", "--out", str(run), "--threads", "1"]) == 2, text
+        err = capsys.readouterr().err.strip()
+        assert expected in err and str(run) in err and "\n" not in err and "Traceback" not in err, err
+    (run / "config.json").write_text("{}")
+    assert cli.main(["--manifest", str(manifest), "--profile", "smoke", "--threads", "1", "--mode", "kd",
+                     "--out", str(tmp_path / "b"), "--teachers-from", str(run)]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    assert err.strip().splitlines()[-1].startswith(f"training: error: --teachers-from {run}: {run / 'config.json'} lacks")
+    (run / "manifest_header.json").unlink()
+    (run / "config.json").write_text("{}")
+    assert cli.main(["--resume", "--out", str(run), "--threads", "1"]) == 2
+    assert "config.json lacks" in capsys.readouterr().err

@@ -43,6 +43,33 @@ RESUME_CHECKED: dict[str, tuple[str, ...]] = {
 _TOP_LEVEL = ("modes", "seed", "teachers_from")
 
 
+def read_run_json(path: Path, option: str) -> dict:
+    """One JSON object of a run folder, or a one-line :class:`TrainingError` naming the file: a
+    folder half-copied, hand-edited or written by something else must not end in a traceback."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise TrainingError(f"{option}: {path} is missing, so {path.parent} is not a whole training run; "
+                            "give the --out of one") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise TrainingError(f"{option}: {path} is not readable JSON ({e}); restore it from the run or "
+                            "start a new run with another --out") from None
+    if not isinstance(data, dict):
+        raise TrainingError(f"{option}: {path} holds no JSON object; restore it from the run or start a new run "
+                            "with another --out")
+    return data
+
+
+def saved_config(out: Path, option: str) -> dict:
+    """The run's config.json, checked to hold what :func:`prepare_run_folder` wrote."""
+    saved = read_run_json(out / "config.json", option)
+    missing = [k for k in ("profile", "modes", "seed") if k not in saved]
+    if missing or not isinstance(saved.get("profile"), dict):
+        raise TrainingError(f"{option}: {out / 'config.json'} lacks {', '.join(missing) or 'a profile object'}; "
+                            "it was not written by `training`: start a new run with another --out")
+    return saved
+
+
 def resume_conflicts(out: Path, cfg: RunConfig, given: set[str]) -> list[str]:
     """The options in ``given`` (command-line dests) whose value differs from the run in ``out``,
     as ``"--seed 1 (the run: 0)"``: --resume continues with the saved settings, so a different
@@ -50,7 +77,7 @@ def resume_conflicts(out: Path, cfg: RunConfig, given: set[str]) -> list[str]:
     config_path = out / "config.json"
     if not config_path.is_file():
         return []
-    saved = json.loads(config_path.read_text())
+    saved = saved_config(out, "--resume")
     now = cfg.to_dict()
 
     def value(d: dict, key: str):
@@ -76,18 +103,23 @@ def prepare_run_folder(out: Path, manifest: Manifest | None, cfg: RunConfig, res
     if resume:
         if not config_path.is_file():
             raise TrainingError(f"--resume: {out} holds no run (no config.json); drop --resume to start one")
-        saved = json.loads(config_path.read_text())
-        header = json.loads((out / "manifest_header.json").read_text())
+        saved = saved_config(out, "--resume")
+        header = read_run_json(out / "manifest_header.json", "--resume")
         if manifest is None:
             manifest = read_manifest_file(str(out / "manifest.jsonl"))
         elif manifest.header["content_hash"] != header["content_hash"]:
             raise TrainingError(f"--resume: the manifest given ({manifest.header['content_hash'][:19]}…) is not the one "
                                 f"{out} was trained on ({header['content_hash'][:19]}…); pass the same manifest or none")
-        prof = saved["profile"]
-        prof["teachers"] = tuple(prof["teachers"])
-        prof["robust_eps"] = tuple(prof["robust_eps"])
-        cfg = RunConfig(out=cfg.out, profile=Profile(**prof), modes=tuple(saved["modes"]), seed=saved["seed"],
-                        device=cfg.device, teachers_explicit=saved["teachers_explicit"],
+        prof = dict(saved["profile"])
+        try:
+            prof["teachers"] = tuple(prof["teachers"])
+            prof["robust_eps"] = tuple(prof["robust_eps"])
+            profile = Profile(**prof)
+        except (KeyError, TypeError) as e:
+            raise TrainingError(f"--resume: the profile in {config_path} does not fit this version of training ({e}); "
+                                "start a new run with another --out") from None
+        cfg = RunConfig(out=cfg.out, profile=profile, modes=tuple(saved["modes"]), seed=saved["seed"],
+                        device=cfg.device, teachers_explicit=saved.get("teachers_explicit", False),
                         stop_after_steps=cfg.stop_after_steps, teachers_from=saved.get("teachers_from"))
         return manifest, cfg
     if manifest is None:
@@ -117,12 +149,12 @@ def adopt_teachers(source: Path, out: Path, manifest: Manifest, names: list[str]
     if not config_path.is_file():
         raise TrainingError(f"--teachers-from {source}: not a run folder (no config.json); give the --out of a "
                             "finished training run")
-    header = json.loads((source / "manifest_header.json").read_text())
+    header = read_run_json(source / "manifest_header.json", f"--teachers-from {source}")
     if header.get("content_hash") != manifest.header.get("content_hash"):
         raise TrainingError(f"--teachers-from {source}: its teachers were trained on another manifest "
                             f"({str(header.get('content_hash'))[:19]}…, this one {manifest.header['content_hash'][:19]}…); "
                             "train on the same manifest or drop --teachers-from")
-    saved = json.loads(config_path.read_text())
+    saved = saved_config(source, f"--teachers-from {source}")
     if carved and saved["seed"] != seed:
         raise TrainingError(f"--teachers-from {source}: that run carved val from train with seed {saved['seed']}, "
                             f"this one with seed {seed}, so its teachers saw part of this run's val; use a manifest "
