@@ -107,9 +107,10 @@ def prepare_run_folder(out: Path, manifest: Manifest | None, cfg: RunConfig, res
         header = read_run_json(out / "manifest_header.json", "--resume")
         if manifest is None:
             manifest = read_manifest_file(str(out / "manifest.jsonl"))
-        elif manifest.header["content_hash"] != header["content_hash"]:
+        elif manifest.header["content_hash"] != header.get("content_hash"):
             raise TrainingError(f"--resume: the manifest given ({manifest.header['content_hash'][:19]}…) is not the one "
-                                f"{out} was trained on ({header['content_hash'][:19]}…); pass the same manifest or none")
+                                f"{out} was trained on ({str(header.get('content_hash'))[:19]}…); pass the same "
+                                "manifest or none")
         prof = dict(saved["profile"])
         try:
             prof["teachers"] = tuple(prof["teachers"])
