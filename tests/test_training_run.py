@@ -405,6 +405,15 @@ def test_a_mangled_run_folder_is_one_line_naming_the_file_on_resume_and_teachers
     err = capsys.readouterr().err
     assert "Traceback" not in err
     assert err.strip().splitlines()[-1].startswith(f"training: error: --teachers-from {run}: {run / 'config.json'} lacks")
+    # what a run folder gathers while it trains (metrics.json) is read by the same reader
+    smoke = tmp_path / "smoke"
+    assert cli.main(["--manifest", str(manifest), "--profile", "smoke", "--threads", "1", "--mode", "ce",
+                     "--out", str(smoke)]) == 0
+    (smoke / "metrics.json").write_text("{half written")
+    capsys.readouterr()
+    assert cli.main(["--resume", "--out", str(smoke), "--threads", "1"]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and f"{smoke / 'metrics.json'} is not readable JSON" in err.strip().splitlines()[-1]
     (run / "manifest_header.json").unlink()
     (run / "config.json").write_text("{}")
     assert cli.main(["--resume", "--out", str(run), "--threads", "1"]) == 2

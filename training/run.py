@@ -35,7 +35,6 @@ DistributedDataParallel, each rank takes its share of every batch order (the glo
 from __future__ import annotations
 
 import datetime
-import json
 import time
 from pathlib import Path
 
@@ -46,7 +45,7 @@ from training import eadd
 from training.data import load_manifest_splits, load_split
 from training.errors import TrainingError
 from training.manifest import Manifest
-from training.run_folder import RunConfig, adopt_teachers, prepare_run_folder
+from training.run_folder import RunConfig, adopt_teachers, prepare_run_folder, read_run_json
 from training.runtime import (Context, RunInterrupted, barrier, describe_machine, init_distributed,
                               resolve_device, resolve_precision, set_determinism, write_json)
 from training.stages import (build_teachers, evaluate_teachers, student_inputs, teacher_probs, train_student,
@@ -92,7 +91,7 @@ def run_pipeline(cfg: RunConfig, manifest: Manifest | None, eval_manifest: Manif
                   rank=rank, world=world, stop_after_steps=cfg.stop_after_steps,
                   bf16=resolve_precision(prof.precision, device))
     metrics_path = out / "metrics.json"
-    metrics = json.loads(metrics_path.read_text()) if resume and metrics_path.is_file() else {}
+    metrics = read_run_json(metrics_path, "--resume") if resume and metrics_path.is_file() else {}
     metrics.update({"profile": prof.name, "modes": list(cfg.modes), "seed": cfg.seed, "device": str(device),
                     "precision": "bf16" if ctx.bf16 else "fp32",
                     "soft_label_weight": prof.soft_label_weight,
