@@ -163,7 +163,11 @@ def main(argv: list[str] | None = None) -> int:
     results = previous.get("methods", {})
     for name in args.method or ["r1"]:
         got = run_method(name, images, labels, groups, classes, args.cache, args.workers)
-        entry = {"spec": METHODS[name], "seconds": round(got["seconds"], 1)}
+        command = "python bench/label_noise_methods.py " + " ".join(argv if argv is not None else sys.argv[1:])
+        measured_at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        # the file pools methods of several invocations: each entry names the one that measured it
+        entry = {"spec": METHODS[name], "seconds": round(got["seconds"], 1), "command": command,
+                 "measured_at": measured_at}
         for rnd in ("round1", "round2", "rounds_mean"):
             if rnd in got:
                 entry[rnd] = evaluate(got[rnd], labels, classes, rows, crowd, has_crowd)
@@ -173,8 +177,7 @@ def main(argv: list[str] | None = None) -> int:
         results[name] = entry
         print(json.dumps({name: entry}, indent=1), flush=True)
         out = {"benchmark": "label_noise_methods", "dataset": ds.name, "votes": str(args.votes),
-               "command": "python bench/label_noise_methods.py " + " ".join(argv if argv is not None else sys.argv[1:]),
-               "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+               "command": command, "measured_at": measured_at,
                "images_scored": int(has_crowd.sum()), "methods": results}
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(out, indent=2) + "\n")
