@@ -14,7 +14,8 @@ never pooled.
 
 Accuracy is on the manifest's test split against its labels (FER2013's own for ``raw``,
 which are noisy: read them beside the crowd figure) and, with ``--votes``, on val against
-the crowd plurality (val chose no checkpoint: the runs train fixed epochs). Wall times are
+the crowd plurality, overall and per emotion the crowd names (val chose no checkpoint: the
+runs train fixed epochs). Wall times are
 the ``training`` processes' own (``metrics.json`` ``wall_s``), so run it on a quiet machine.
 """
 
@@ -48,17 +49,23 @@ def crowd_labels(votes_csv: Path | None, classes: list[str]) -> dict[str, str]:
 
 
 def crowd_accuracy(predictions_csv: Path, crowd: dict[str, str]) -> dict | None:
-    """Accuracy of a predictions CSV against the crowd plurality, on the images the crowd labelled."""
+    """Accuracy of a predictions CSV against the crowd plurality, on the images the crowd labelled,
+    and the recall of each emotion the crowd names (what EADD's per-emotion teacher weights aim at:
+    an accuracy gain can hide a rare emotion the student stopped naming)."""
     if not crowd or not predictions_csv.is_file():
         return None
-    hits = n = 0
+    per: dict[str, list[int]] = {}   # crowd's class -> [hits, images]
     with open(predictions_csv, newline="") as f:
         for row in csv.DictReader(f):
             rel = "/".join(Path(row["filepath"]).parts[-3:])   # votes name files as test/<class>/<file>
             if rel in crowd:
-                n += 1
-                hits += row["predicted"] == crowd[rel]
-    return {"accuracy": pct(hits / n) if n else None, "n_images": n}
+                tally = per.setdefault(crowd[rel], [0, 0])
+                tally[0] += row["predicted"] == crowd[rel]
+                tally[1] += 1
+    hits, n = sum(h for h, _ in per.values()), sum(k for _, k in per.values())
+    return {"accuracy": pct(hits / n) if n else None, "n_images": n,
+            "recall": {c: pct(h / k) for c, (h, k) in sorted(per.items())},
+            "n_per_class": {c: k for c, (_, k) in sorted(per.items())}}
 
 
 def prefix_accuracy(predictions_csv: Path, prefix: str) -> dict | None:
@@ -129,26 +136,45 @@ METRICS = {"distilled_test_acc": ("distilled", "test_acc"),
            "adversarial_privatetest_acc_raw_labels": ("adversarial", "eval_manifest", "test_acc_raw_labels")}
 
 
-def _lookup(student: dict, path: tuple[str, ...]) -> float | None:
+#: by_mode metric -> the crowd score whose per-emotion recall it pools: every voted val face
+#: (a curated run's eval manifest; a raw run's own val is already every face)
+RECALLS = {"distilled_all_val_crowd_recall": ("distilled", "eval_manifest", "val_acc_crowd"),
+           "adversarial_all_val_crowd_recall": ("adversarial", "eval_manifest", "val_acc_crowd")}
+
+
+def _lookup(student: dict, path: tuple[str, ...], key: str = "accuracy"):
     v = student
-    for key in path:
-        v = v.get(key) if isinstance(v, dict) else None
-    return v["accuracy"] if isinstance(v, dict) else v
+    for step in path:
+        v = v.get(step) if isinstance(v, dict) else None
+    return v.get(key) if isinstance(v, dict) else v
+
+
+def _stats(pairs: list[tuple[int, float | None]]) -> dict | None:
+    """{mean, std, n, seeds} over the seeds that have a value."""
+    pairs = [(seed, v) for seed, v in pairs if v is not None]
+    vals = [v for _, v in pairs]
+    if not vals:
+        return None
+    return {"mean": round(statistics.mean(vals), 2), "std": round(statistics.stdev(vals), 2) if len(vals) > 1 else None,
+            "n": len(vals), "seeds": [seed for seed, _ in pairs]}
 
 
 def aggregate(rows: list[dict]) -> dict:
-    """mode -> {metric: {mean, std, n, seeds}} over the runs (seeds) that finished it."""
+    """mode -> {metric: {mean, std, n, seeds}} over the runs (seeds) that finished it; the
+    per-emotion recalls against the crowd as {metric: {emotion: {mean, std, n, seeds}}}."""
     out: dict = {}
     for mode in sorted({m for r in rows for m in r["students"]}):
+        runs = [r for r in rows if mode in r["students"]]
         entry = {}
         for name, path in METRICS.items():
-            pairs = [(r["seed"], _lookup(r["students"][mode], path)) for r in rows if mode in r["students"]]
-            pairs = [(seed, v) for seed, v in pairs if v is not None]
-            vals = [v for _, v in pairs]
-            if vals:
-                entry[name] = {"mean": round(statistics.mean(vals), 2),
-                               "std": round(statistics.stdev(vals), 2) if len(vals) > 1 else None, "n": len(vals),
-                               "seeds": [seed for seed, _ in pairs]}
+            if (stats := _stats([(r["seed"], _lookup(r["students"][mode], path)) for r in runs])) is not None:
+                entry[name] = stats
+        for name, path in RECALLS.items():
+            recalls = [(r["seed"], _lookup(r["students"][mode], path, "recall") or {}) for r in runs]
+            per_class = {c: _stats([(seed, rec.get(c)) for seed, rec in recalls])
+                         for c in sorted({c for _, rec in recalls for c in rec})}
+            if per_class:
+                entry[name] = per_class
         out[mode] = entry
     return out
 
@@ -176,6 +202,10 @@ def format_table(by_mode: dict) -> str:
     lines = []
     for mode, entry in by_mode.items():
         for name, v in entry.items():
+            if name in RECALLS:
+                cells = ", ".join(f"{c} {s['mean']:.1f}" for c, s in v.items() if s)
+                lines.append(f"{mode:5s} {name:42s} {cells}")
+                continue
             spread = f" ± {v['std']:.2f}" if v["std"] is not None else ""
             lines.append(f"{mode:5s} {name:42s} {v['mean']:6.2f}{spread} (n={v['n']})")
     return "\n".join(lines)

@@ -68,27 +68,36 @@ def test_a_run_with_an_eval_manifest_is_scored_on_its_public_rows_vs_crowd_and_p
     state = {"test": split, "val": split, "robust": {"n_images": 0}}
     row = ts.student_row({"distilled": state}, run, "ce", crowd)
     ev = row["distilled"]["eval_manifest"]
-    assert ev["val_acc_crowd"] == {"accuracy": 50.0, "n_images": 2}
+    # per emotion the crowd names: it calls the angry-labelled face happy (named) and the happy one angry (missed)
+    assert ev["val_acc_crowd"] == {"accuracy": 50.0, "n_images": 2, "recall": {"angry": 0.0, "happy": 100.0},
+                                   "n_per_class": {"angry": 1, "happy": 1}}
     assert ev["test_acc_raw_labels"] == {"accuracy": round(100 * 2 / 3, 2), "n_images": 3}
-    assert row["distilled"]["val_acc_crowd"] == {"accuracy": 100.0, "n_images": 1}   # only the kept val image
+    assert row["distilled"]["val_acc_crowd"]["accuracy"] == 100.0              # only the kept val image
+    assert row["distilled"]["val_acc_crowd"]["n_per_class"] == {"happy": 1}
     # a run without an eval manifest has no such entry
     (run / "predictions" / "student-ce-eval-test.csv").unlink()
     assert "eval_manifest" not in ts.student_row({"distilled": state}, run, "ce", crowd)["distilled"]
 
 
-def _row(seed: int, mode: str, all_val_crowd: float, content_hash: str = "sha256:a") -> dict:
+def _row(seed: int, mode: str, all_val_crowd: float, content_hash: str = "sha256:a", fear: float = 10.0) -> dict:
     """A summarized run as summarize() writes it, with the figures aggregate() reads."""
     state = {"test_acc": 80.0 + seed, "val_acc_crowd": {"accuracy": 90.0, "n_images": 2},
-             "eval_manifest": {"val_acc_crowd": {"accuracy": all_val_crowd, "n_images": 3372},
+             "eval_manifest": {"val_acc_crowd": {"accuracy": all_val_crowd, "n_images": 3372,
+                                                 "recall": {"fear": fear, "happy": 95.0}},
                                "test_acc_raw_labels": {"accuracy": 60.0 + seed, "n_images": 3589}}}
     return {"run": f"runs/{mode}-s{seed}", "seed": seed, "content_hash": content_hash,
             "students": {mode: {"distilled": state, "adversarial": {}}}}
 
 
 def test_runs_of_several_commands_pool_per_mode_over_seeds_on_every_face_and_never_across_manifests():
-    rows = [_row(0, "ce", 71.0), _row(1, "ce", 73.0), _row(0, "eadd", 74.0)]
+    rows = [_row(0, "ce", 71.0, fear=10.0), _row(1, "ce", 73.0, fear=20.0), _row(0, "eadd", 74.0, fear=40.0)]
     by_mode = ts.aggregate(rows)
     ce = by_mode["ce"]
+    # each emotion's recall against the crowd pools over seeds like the accuracy
+    assert ce["distilled_all_val_crowd_recall"]["fear"] == {"mean": 15.0, "std": 7.07, "n": 2, "seeds": [0, 1]}
+    assert by_mode["eadd"]["distilled_all_val_crowd_recall"]["fear"]["mean"] == 40.0
+    assert "adversarial_all_val_crowd_recall" not in ce
+    assert "fear 15.0" in ts.format_table(by_mode)
     assert ce["distilled_all_val_acc_crowd"] == {"mean": 72.0, "std": 1.41, "n": 2, "seeds": [0, 1]}
     assert ce["distilled_privatetest_acc_raw_labels"]["mean"] == 60.5
     assert ce["distilled_val_acc_crowd"]["mean"] == 90.0           # the kept val images only
