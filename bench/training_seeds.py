@@ -136,8 +136,8 @@ METRICS = {"distilled_test_acc": ("distilled", "test_acc"),
            "adversarial_privatetest_acc_raw_labels": ("adversarial", "eval_manifest", "test_acc_raw_labels")}
 
 
-#: by_mode metric -> the crowd score whose per-emotion recall it pools: every voted val face
-#: (a curated run's eval manifest; a raw run's own val is already every face)
+#: by_mode metric -> the crowd score whose per-emotion recall it pools: every voted val face,
+#: through the run's --eval-manifest (give raw runs one too, so raw and curated read alike)
 RECALLS = {"distilled_all_val_crowd_recall": ("distilled", "eval_manifest", "val_acc_crowd"),
            "adversarial_all_val_crowd_recall": ("adversarial", "eval_manifest", "val_acc_crowd")}
 
