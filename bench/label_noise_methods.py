@@ -161,9 +161,9 @@ def main(argv: list[str] | None = None) -> int:
     has_crowd = np.array([c in classes for c in crowd]) & votes.usable[v]
     previous = json.loads(args.out.read_text()) if args.out.is_file() else {}
     results = previous.get("methods", {})
+    command = "python bench/label_noise_methods.py " + " ".join(argv if argv is not None else sys.argv[1:])
     for name in args.method or ["r1"]:
         got = run_method(name, images, labels, groups, classes, args.cache, args.workers)
-        command = "python bench/label_noise_methods.py " + " ".join(argv if argv is not None else sys.argv[1:])
         measured_at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         # the file pools methods of several invocations: each entry names the one that measured it
         entry = {"spec": METHODS[name], "seconds": round(got["seconds"], 1), "command": command,
