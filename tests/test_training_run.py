@@ -115,6 +115,8 @@ def test_smoke_run_end_to_end_interrupted_and_resumed(tmp_path, capsys):
     # the distilled state is scored on the eval manifest too (a curated run compares with a raw one)
     assert (out / student["distilled"]["eval_manifest_test"]["predictions_csv"]).is_file()
     assert student["distilled"]["eval_manifest_test"]["n_images"] == test["n_images"]
+    report = (out / "report.md").read_text()
+    assert "| eadd | distilled | 28 |" in report and "| eadd | robust | 28 |" in report   # both stages, with their size
     assert len(metrics["resumes"]) == 1
     # the wall times say what they were measured on (one entry: both processes ran on this host)
     (machine,) = metrics["machines"]
@@ -344,6 +346,11 @@ def test_teachers_from_another_run_trains_new_students_against_the_very_same_tea
     student_a = torch.load(a / "checkpoints" / "student-kd.pt", weights_only=False)["model"]
     student_b = torch.load(b / "checkpoints" / "student-kd.pt", weights_only=False)["model"]
     assert not all(torch.equal(v, student_b[k]) for k, v in student_a.items())   # another seed's student
+    # run B's report must not claim it trained (or spent time on) the teachers it adopted
+    report_b, report_a = (b / "report.md").read_text(), (a / "report.md").read_text()
+    assert "| convnext_atto | " in report_b and "in seed 0's run |" in report_b and f"those of `{a}`" in report_b
+    assert f"| teacher convnext_atto (in `{a}`, not this run) |" in report_b
+    assert "not this run" not in report_a and "seed 0's run" not in report_a
     capsys.readouterr()
 
     other = write_manifest(tmp_path / "other.jsonl", manifest_lines(tmp_path / "img2", per_class=5))

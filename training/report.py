@@ -80,6 +80,7 @@ def _teacher_table(metrics: dict) -> list[str]:
         return []
     lines = ["## Teachers", "", "| teacher | params | trained here | val acc curated | test acc curated | test acc raw "
              "| test macro-F1 |", "|---|---:|---|---:|---:|---:|---:|"]
+    adopted = metrics.get("teachers_from")
     for name, t in metrics["teachers"].items():
         if "test" not in t:
             continue
@@ -88,14 +89,21 @@ def _teacher_table(metrics: dict) -> list[str]:
         trained = "–" if epochs is None else (span or "no (used as shipped)")
         if t.get("pretrained") and epochs:
             trained = f"fine-tuned {span}"
+        if adopted and epochs:
+            trained = f"no: {trained} in seed {adopted['seed']}'s run"
         lines.append(f"| {name} | {t['params']:,} | {trained} | {_pct(_acc(t['val'], 'curated'))} | {_pct(_acc(t['test'], 'curated'))} "
                      f"| {_pct(_acc(t['test'], 'raw'))} | {_pct(t['test']['curated']['macro_f1'])} |")
+    if adopted:
+        lines += ["", f"The teachers are those of `{adopted['run']}` (seed {adopted['seed']}, `--teachers-from`): trained "
+                  "there, evaluated here; the students of both runs learn from the very same teachers."]
     return lines + ["", "![teacher strength](plots/teacher-strength.png)", ""]
 
 
 def _time_table(metrics: dict) -> list[str]:
     """Where the wall time went (seconds of training per stage, summed over resumes)."""
-    rows = [(f"teacher {n}", t.get("train_seconds")) for n, t in metrics["teachers"].items()]
+    # adopted teachers (--teachers-from) keep the training time of the run that trained them: not this run's
+    where = f" (in `{metrics['teachers_from']['run']}`, not this run)" if metrics.get("teachers_from") else ""
+    rows = [(f"teacher {n}{where}", t.get("train_seconds")) for n, t in metrics["teachers"].items()]
     if metrics.get("view_bank"):
         rows.append((f"view bank: teachers' logits on {metrics['view_bank']['views']} views", metrics["view_bank"]["seconds"]))
     for mode, st in metrics["students"].items():
@@ -249,11 +257,14 @@ def _eval_manifest_table(metrics: dict) -> list[str]:
         return []
     em = metrics["eval_manifest"]
     lines = ["", f"### Test split of the evaluation manifest `{em['version']}` ({em['source']})", "",
-             "| mode | test acc curated | test acc raw | macro-F1 curated |", "|---|---:|---:|---:|"]
+             "The students on every test image of that manifest, against its labels.", "",
+             "| mode | stage | images | test acc curated | test acc raw | macro-F1 curated |", "|---|---|---:|---:|---:|---:|"]
     for mode, s in metrics["students"].items():
-        if "eval_manifest_test" in s:
-            r = s["eval_manifest_test"]
-            lines.append(f"| {mode} | {_pct(_acc(r, 'curated'))} | {_pct(_acc(r, 'raw'))} | {_pct(r['curated']['macro_f1'])} |")
+        stages = [("distilled", s.get("distilled", {}).get("eval_manifest_test")), ("robust", s.get("eval_manifest_test"))]
+        for stage, r in stages:
+            if r is not None:
+                lines.append(f"| {mode} | {stage} | {r.get('n_images', '–')} | {_pct(_acc(r, 'curated'))} "
+                             f"| {_pct(_acc(r, 'raw'))} | {_pct(r['curated']['macro_f1'])} |")
     return lines
 
 
