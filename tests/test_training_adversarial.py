@@ -79,6 +79,38 @@ def test_robust_accuracy_with_apgd_and_restarts_reports_the_worst_case_per_image
     assert isinstance(r["masking"], list)
 
 
+class _Counting(nn.Module):
+    """The wrapped net, counting the images it is run on (attack cost)."""
+
+    def __init__(self, net: nn.Module):
+        super().__init__()
+        self.net, self.seen = net, 0
+
+    def forward(self, x):
+        self.seen += len(x)
+        return self.net(x)
+
+
+def test_nested_robust_accuracy_attacks_only_the_images_still_standing():
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Flatten(), nn.Linear(48 * 48, 7)).eval()   # its answer depends on the pixels
+    x, _ = _batch()
+    with torch.no_grad():
+        y = net(x).argmax(-1)                  # every image correct: all are attacked at the first eps
+    model = _Counting(net)
+    kwargs = dict(eps_list=(32, 2), pgd_steps=3, batch_size=8, pgd_restarts=2, apgd_steps=3, n_classes=7)
+    flat = adversarial.robust_accuracy(model, x, y, **kwargs)
+    flat_cost, model.seen = model.seen, 0
+    nested = adversarial.robust_accuracy(model, x, y, nested=True, **kwargs)
+    assert nested["nested"] and not flat["nested"] and nested["clean"] == 1.0
+    assert list(nested["pgd"]) == ["2/255", "32/255"]           # smallest eps first
+    for attack in ("fgsm", "pgd", "apgd_ce", "apgd_t_dlr", "worst"):
+        # an example found inside the small ball lies inside the large one: never more robust at 32
+        assert nested[attack]["32/255"] <= nested[attack]["2/255"] <= 1.0
+    assert nested["worst"]["2/255"] <= min(nested[a]["2/255"] for a in ("fgsm", "pgd", "apgd_ce", "apgd_t_dlr"))
+    assert nested["pgd"]["2/255"] < 1.0 and model.seen < flat_cost    # broken images are not attacked again
+
+
 def test_masking_is_flagged_where_apgd_or_one_step_fgsm_beats_pgd():
     result = {"pgd": {"1/255": 0.40, "4/255": 0.30, "8/255": 0.20},
               "fgsm": {"1/255": 0.45, "4/255": 0.35, "8/255": 0.10},      # one step beats PGD at 8: masking
