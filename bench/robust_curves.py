@@ -55,8 +55,12 @@ def load_students(run: Path, mode: str, classes: list[str]) -> dict[str, torch.n
                          f"{sorted(metrics.get('students', {}))}); finish the run with training --resume")
     students = {}
     for stage, ckpt in (("distilled", f"student-{mode}.pt"), ("adversarial", f"adversarial-{mode}.pt")):
+        path = run / "checkpoints" / ckpt
+        if not path.is_file():
+            raise SystemExit(f"{run}: no {path.name} in checkpoints/ (a run folder copied without its checkpoints?); "
+                             "give the folder the run wrote")
         model = create_model(config["profile"]["student"], len(classes))
-        model.load_state_dict(torch.load(run / "checkpoints" / ckpt, map_location="cpu", weights_only=False)["model"])
+        model.load_state_dict(torch.load(path, map_location="cpu", weights_only=False)["model"])
         offsets = entry[stage].get("rebalance", {}).get("class_offsets")
         if offsets:
             rebalance.add_class_offsets(model, np.array([offsets[c] for c in classes], dtype=np.float32))
@@ -79,6 +83,10 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
     p.add_argument("--results", type=Path, default=RESULTS, help=f"JSON to update (default {RESULTS.relative_to(ROOT)})")
     args = p.parse_args()
+    try:
+        eps = tuple(int(e) for e in args.eps.split(","))
+    except ValueError:
+        p.error(f"--eps {args.eps!r}: give whole grey levels separated by commas, e.g. 1,2,4,8")
     torch.set_num_threads(args.threads)
     run = args.run.resolve()
     if not (run / "manifest.jsonl").is_file():
@@ -89,7 +97,6 @@ def main() -> None:
     students = load_students(run, args.mode, classes)
     metrics = json.loads((run / "metrics.json").read_text())
     x, y = robust_subset(test, args.images or None, args.seed)
-    eps = tuple(int(e) for e in args.eps.split(","))
     entry = {"run": str(run), "mode": args.mode, "n_images": len(y), "test_images": len(test), "subset_seed": args.seed,
              "command": "python " + shlex.join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]]),
              "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),

@@ -71,6 +71,13 @@ def test_curves_of_both_students_with_the_run_rebalance_and_a_check_that_they_ar
     with pytest.raises(SystemExit, match="no finished student 'kd'"):
         monkeypatch.setattr(sys, "argv", ["robust_curves.py", "--run", str(run), "--mode", "kd"])
         robust_curves.main()
+    monkeypatch.setattr(sys, "argv", ["robust_curves.py", "--run", str(run), "--mode", "ce", "--eps", "1,2.5"])
+    with pytest.raises(SystemExit):
+        robust_curves.main()
+    assert "--eps '1,2.5': give whole grey levels" in capsys.readouterr().err
+    (ck / "adversarial-ce.pt").unlink()
+    with pytest.raises(SystemExit, match="no adversarial-ce.pt in checkpoints/"):
+        robust_curves.load_students(run, "ce", CLASSES)
     with pytest.raises(SystemExit, match="not a training run folder"):
         monkeypatch.setattr(sys, "argv", ["robust_curves.py", "--run", str(tmp_path), "--mode", "ce"])
         robust_curves.main()
