@@ -31,7 +31,7 @@ import torch
 
 from training import adversarial, rebalance
 from training.data import load_split
-from training.evaluate import predict_probs
+from training.evaluate import predict_probs, split_metrics
 from training.manifest import read_manifest_file
 from training.models import create_model
 from training.runtime import describe_machine
@@ -44,11 +44,10 @@ STAGES = ("distilled", "adversarial")
 ACC_TOLERANCE = 0.1
 
 
-def load_students(run: Path, mode: str, classes: list[str]) -> dict[str, torch.nn.Module]:
+def load_students(run: Path, mode: str, classes: list[str], metrics: dict) -> dict[str, torch.nn.Module]:
     """{"distilled": ..., "adversarial": ...}: the run's two states of ``mode``, the fine-tuned one
-    with the class offsets its rebalance added (they live in metrics.json, not the checkpoint)."""
+    with the class offsets its rebalance added (they live in the run's ``metrics``, not the checkpoint)."""
     config = json.loads((run / "config.json").read_text())
-    metrics = json.loads((run / "metrics.json").read_text())
     entry = metrics.get("students", {}).get(mode)
     if not entry or "adversarial" not in entry:
         raise SystemExit(f"{run}: no finished student {mode!r} (metrics.json has "
@@ -94,8 +93,8 @@ def main() -> None:
     manifest = read_manifest_file(str(run / "manifest.jsonl"))
     classes = manifest.classes
     test = load_split(manifest.split("test"), classes, "test")
-    students = load_students(run, args.mode, classes)
     metrics = json.loads((run / "metrics.json").read_text())
+    students = load_students(run, args.mode, classes, metrics)
     x, y = robust_subset(test, args.images or None, args.seed)
     entry = {"run": str(run), "mode": args.mode, "n_images": len(y), "test_images": len(test), "subset_seed": args.seed,
              "command": "python " + shlex.join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]]),
@@ -103,7 +102,7 @@ def main() -> None:
              "machine": describe_machine(torch.device("cpu")), "threads": args.threads, "stages": {}}
     for stage in args.stage or STAGES:
         model = students[stage]
-        acc = float((predict_probs(model, test, desc=f"{stage} test").argmax(-1) == test.labels).float().mean()) * 100
+        acc = split_metrics(predict_probs(model, test, desc=f"{stage} test"), test, classes)["curated"]["accuracy"] * 100
         recorded = metrics["students"][args.mode][stage]["test"]["curated"]["accuracy"] * 100
         if abs(acc - recorded) > ACC_TOLERANCE:
             raise SystemExit(f"{run}: the loaded {stage} {args.mode} student scores {acc:.2f} % on test, the run "

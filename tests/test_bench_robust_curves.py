@@ -32,7 +32,7 @@ def test_curves_of_both_students_with_the_run_rebalance_and_a_check_that_they_ar
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["students"]["ce"]["adversarial"]["rebalance"]["class_offsets"]   # the offsets must be re-added
     offsets = metrics["students"]["ce"]["adversarial"]["rebalance"]["class_offsets"]
-    students = robust_curves.load_students(run, "ce", CLASSES)
+    students = robust_curves.load_students(run, "ce", CLASSES, metrics)
     saved = torch.load(run / "checkpoints" / "adversarial-ce.pt", weights_only=False)["model"]
     model = students["adversarial"]
     head = rebalance.classifier_layer(model, len(CLASSES))
@@ -77,7 +77,7 @@ def test_curves_of_both_students_with_the_run_rebalance_and_a_check_that_they_ar
     assert "--eps '1,2.5': give whole grey levels" in capsys.readouterr().err
     (ck / "adversarial-ce.pt").unlink()
     with pytest.raises(SystemExit, match="no adversarial-ce.pt in checkpoints/"):
-        robust_curves.load_students(run, "ce", CLASSES)
+        robust_curves.load_students(run, "ce", CLASSES, metrics)
     with pytest.raises(SystemExit, match="not a training run folder"):
         monkeypatch.setattr(sys, "argv", ["robust_curves.py", "--run", str(tmp_path), "--mode", "ce"])
         robust_curves.main()

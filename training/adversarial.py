@@ -148,9 +148,9 @@ def robust_accuracy(model: nn.Module, images: torch.Tensor, labels: torch.Tensor
 
     ``nested``: an attack only attacks the images it has not yet broken, i.e. that were classified
     correctly and survived it (every restart) at every smaller eps. An adversarial image found at
-    eps lies inside every larger ball, so this is the same robust accuracy (fraction of images for
-    which no adversarial example was found, never above a smaller eps's), often lower (a found
-    example is not lost to an unlucky start), and far cheaper: strong attacks (APGD 100 steps,
+    eps lies inside every larger ball, so robust accuracy keeps its definition (the fraction of
+    images for which no adversarial example was found), never rises with eps, can only be lower
+    (a found example is not lost to an unlucky start at the next eps), and is far cheaper: strong attacks (APGD 100 steps,
     PGD-20 with restarts) run only on the few images still standing at large eps."""
     model.eval()
     n = len(labels)
@@ -165,7 +165,7 @@ def robust_accuracy(model: nn.Module, images: torch.Tensor, labels: torch.Tensor
         y = labels[start:start + batch_size].to(device)
         clean_ok = _survives(model, x, y)
         clean += int(clean_ok.sum())
-        standing = {name: clean_ok.clone() for name in names}     # nested: not yet broken by that attack
+        standing = {name: clean_ok.clone() for name in names} if nested else {}   # not yet broken by that attack
         for e, by_name in attacks.items():
             survives_all = torch.ones(len(y), dtype=torch.bool, device=y.device)
             for name, runs in by_name.items():
