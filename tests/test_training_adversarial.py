@@ -79,6 +79,34 @@ def test_robust_accuracy_with_apgd_and_restarts_reports_the_worst_case_per_image
     assert isinstance(r["masking"], list)
 
 
+
+def test_robust_eval_progress_ticks_once_per_batch_eps_and_attack(monkeypatch):
+    """A full-strength eval runs for an hour on 2 cores: its bar must move per attack, not per batch."""
+    bars = []
+
+    class Recording(adversarial.tqdm):
+        def __init__(self, *a, **k):
+            super().__init__(*a, **k)
+            self.ticks, self.postfixes = 0, []
+            bars.append(self)
+
+        def update(self, n=1):
+            self.ticks += n
+            return super().update(n)
+
+        def set_postfix_str(self, s="", refresh=True):
+            self.postfixes.append(s)
+            return super().set_postfix_str(s, refresh)
+
+    monkeypatch.setattr(adversarial, "tqdm", Recording)
+    model = _tiny_net()
+    x, y = _batch()
+    adversarial.robust_accuracy(model, x, y, eps_list=(1, 8), pgd_steps=2, batch_size=8, apgd_steps=2, n_classes=7)
+    (bar,) = bars
+    # 2 batches x 2 eps x 4 attacks (fgsm, pgd, apgd_ce, apgd_t_dlr), and the bar says which is running
+    assert bar.total == bar.ticks == 16
+    assert "apgd_t_dlr 8/255, images 8-16" in bar.postfixes
+
 class _Counting(nn.Module):
     """The wrapped net, counting the images it is run on (attack cost)."""
 

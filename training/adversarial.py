@@ -160,7 +160,11 @@ def robust_accuracy(model: nn.Module, images: torch.Tensor, labels: torch.Tensor
     names = list(next(iter(attacks.values())))
     correct = {(name, e): 0 for e in eps_list for name in names + ["worst"]}
     clean = 0
-    for start in tqdm(range(0, n, batch_size), desc="robust eval", unit="batch", leave=False):
+    # one tick per (batch, eps, attack): a 1,000-image full-strength eval takes about an hour on 2 cores,
+    # which a per-batch bar would show as 4 ticks
+    bar = tqdm(total=-(-n // batch_size) * len(eps_list) * len(names), desc="robust eval", unit="attack",
+               leave=False)
+    for start in range(0, n, batch_size):
         x = images[start:start + batch_size].to(device)
         y = labels[start:start + batch_size].to(device)
         clean_ok = _survives(model, x, y)
@@ -169,6 +173,7 @@ def robust_accuracy(model: nn.Module, images: torch.Tensor, labels: torch.Tensor
         for e, by_name in attacks.items():
             survives_all = torch.ones(len(y), dtype=torch.bool, device=y.device)
             for name, runs in by_name.items():
+                bar.set_postfix_str(f"{name} {e}/255, images {start}-{start + len(y)}", refresh=False)
                 if nested:
                     survives = standing[name].clone()
                     for attack in runs:
@@ -182,7 +187,9 @@ def robust_accuracy(model: nn.Module, images: torch.Tensor, labels: torch.Tensor
                         survives &= _survives(model, attack(x, y), y)
                 correct[(name, e)] += int(survives.sum())
                 survives_all &= survives
+                bar.update()
             correct[("worst", e)] += int(survives_all.sum())
+    bar.close()
     result: dict = {"clean": clean / n, "n_images": n, "pgd_steps": pgd_steps, "pgd_restarts": max(1, pgd_restarts),
                     "apgd_steps": apgd_steps, "nested": nested, **{name: {} for name in names + ["worst"]}}
     for (name, e), c in correct.items():
