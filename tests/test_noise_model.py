@@ -77,6 +77,20 @@ def test_flags_are_as_many_as_cleanlab_counts_and_the_least_likely_right():
     assert np.allclose(q2, probs[np.arange(len(given)), given]) and flags2.dtype == bool
 
 
+def test_cleanlab_filters_run_in_this_process(monkeypatch):
+    """cleanlab forks a multiprocessing.Pool by default; a fork from a process that runs
+    torch/MongoDB threads can deadlock (a CI run hung on it), so fercurate asks for n_jobs=1."""
+    import multiprocessing
+
+    def no_fork(*a, **k):
+        raise AssertionError("cleanlab forked a multiprocessing.Pool")
+    monkeypatch.setattr(multiprocessing, "Pool", no_fork)
+    given, probs, _ = systematic()
+    for rule in ("prune_by_noise_rate", "prune_by_class", "both"):
+        _, flags, _ = score_labels(given, probs, LabelIssueParams(quality_method="self_confidence", filter_by=rule))
+        assert flags.any()
+
+
 def test_tempering_softens_the_image_evidence_and_power_one_is_plain_bayes():
     given, probs, _ = systematic()
     soft = noise_model.temper(probs, 0.5)

@@ -108,6 +108,22 @@ def test_cli_prints_a_bad_manifest_on_one_line_and_exits_2(good, tmp_path, capsy
     assert not (tmp_path / "run").exists()   # nothing started
 
 
+def test_cli_gives_an_in_process_caller_its_signal_handlers_back(good, tmp_path):
+    """main() turns SIGTERM into a checkpointing stop while it runs, and only then: a notebook
+    or test runner that calls it keeps its own handlers (pytest's run left them replaced)."""
+    import signal
+    _, lines = good
+    mine = lambda signum, frame: None  # noqa: E731
+    before = {sig: signal.signal(sig, mine) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        path = write_manifest(tmp_path / "bad.jsonl", _edit_sample(list(lines), 6, label="contempt"))
+        assert cli.main(["--manifest", str(path), "--out", str(tmp_path / "run")]) == 2
+        assert signal.getsignal(signal.SIGTERM) is mine and signal.getsignal(signal.SIGINT) is mine
+    finally:
+        for sig, old in before.items():
+            signal.signal(sig, old)
+
+
 def test_cli_reads_the_manifest_from_a_pipe(good, monkeypatch):
     _, lines = good
     monkeypatch.setattr(sys, "stdin", io.StringIO("".join(lines)))

@@ -212,22 +212,29 @@ def run_from_args(args: argparse.Namespace, given: set[str] | None = None) -> in
     return 0
 
 
-def _stop_on_sigterm() -> None:
+def _stop_on_sigterm() -> dict:
     """SIGTERM (schedulers, preemption, `kill`) and SIGINT checkpoint and stop like Ctrl-C does.
 
     SIGINT is set explicitly too: a job started with ``&`` by a script inherits it as ignored.
+    Returns the handlers it replaced, so an in-process caller (a notebook, a test) gets its own back.
     """
     def handler(signum, frame):
         raise KeyboardInterrupt
 
-    signal.signal(signal.SIGTERM, handler)
-    signal.signal(signal.SIGINT, handler)
+    return {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGINT)}
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if threading.current_thread() is threading.main_thread():
-        _stop_on_sigterm()
+    previous = _stop_on_sigterm() if threading.current_thread() is threading.main_thread() else {}
+    try:
+        return _main(args, argv)
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+def _main(args: argparse.Namespace, argv: list[str] | None) -> int:
     try:
         return run_from_args(args, given_options(argv))
     except TrainingError as e:

@@ -135,7 +135,10 @@ def score_labels(labels: np.ndarray, pred_probs: np.ndarray, params: LabelIssueP
         is_issue = np.zeros(len(labels), dtype=bool)
         is_issue[np.argsort(posterior_quality, kind="stable")[:count_label_issues(labels, pred_probs)]] = True
     else:
-        is_issue = find_label_issues(labels, pred_probs, filter_by=p.filter_by)
+        # n_jobs=1: cleanlab's default forks a multiprocessing.Pool, and a fork from a process
+        # that already runs torch/MongoDB threads can deadlock (it hung a CI run for 80 min).
+        # The result does not depend on n_jobs, and per-class pruning of 7 classes is fast.
+        is_issue = find_label_issues(labels, pred_probs, filter_by=p.filter_by, n_jobs=1)
     return quality, np.asarray(is_issue, dtype=bool), estimate
 
 
