@@ -87,3 +87,23 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="session")
+def launched_sample():
+    """``fercurate launch fer2013 --no-app`` with no FER2013 on disk, once per session: the bundled
+    sample of real FER2013 faces, ingested and scored by every signal, as a new user's first
+    command leaves it. Scoring takes minutes, so the CLI test and the signal checks share it.
+    Returns (what the command printed, the dataset)."""
+    import contextlib
+    import io
+
+    import fiftyone as fo
+
+    from fercurate import cli
+
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        code = cli.main(["launch", "fer2013", "--no-app"])
+    assert code == 0, printed.getvalue()[-2000:]
+    return printed.getvalue(), fo.load_dataset("fer2013" + cli.SAMPLE_NAME_SUFFIX)
