@@ -212,7 +212,7 @@ def run_from_args(args: argparse.Namespace, given: set[str] | None = None) -> in
     return 0
 
 
-def _stop_on_sigterm() -> dict:
+def _stop_on_sigterm() -> dict[int, object]:
     """SIGTERM (schedulers, preemption, `kill`) and SIGINT checkpoint and stop like Ctrl-C does.
 
     SIGINT is set explicitly too: a job started with ``&`` by a script inherits it as ignored.
@@ -231,7 +231,8 @@ def main(argv: list[str] | None = None) -> int:
         return _main(args, argv)
     finally:
         for sig, old in previous.items():
-            signal.signal(sig, old)
+            if old is not None:       # None: the old handler was not set from Python; nothing to restore
+                signal.signal(sig, old)
 
 
 def _main(args: argparse.Namespace, argv: list[str] | None) -> int:
